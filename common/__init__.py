@@ -1,0 +1,19 @@
+"""Shared core: plain data types for sensor data and the ROS 2 parameter-file reader.
+
+Every room leans on these; nothing here imports ROS, MuJoCo or a planner.
+"""
+from navkit.common.errors import NavkitError, ParameterError
+from navkit.common.params import config_from_params, load_node_params
+from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand
+
+__all__ = [
+    "CameraImage",
+    "LaserScan",
+    "NavkitError",
+    "Odometry",
+    "ParameterError",
+    "Pose2D",
+    "VelocityCommand",
+    "config_from_params",
+    "load_node_params",
+]

@@ -1,0 +1,20 @@
+"""Typed errors shared by all rooms.
+
+Each error carries the file and field at fault, so the CLI can print one clear line
+(and exit non-zero) instead of a traceback.
+"""
+from __future__ import annotations
+
+
+class NavkitError(Exception):
+    """Base of every error navkit raises on purpose (bad input, not bugs)."""
+
+
+class ParameterError(NavkitError):
+    """A parameter file or a parameter value is malformed; names the file and field."""
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{source}: {field}: {problem}")

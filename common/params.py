@@ -1,0 +1,143 @@
+"""ROS 2 parameter files (``node: {ros__parameters: {...}}``) -> typed dataclass configs.
+
+One file format configures both wirings: the ROS 2 nodes receive it through
+``--ros-args --params-file`` and the in-process runner reads it here. Keys nest as in
+ROS 2 (``cbf: {alpha: 1.0}`` is the parameter ``cbf.alpha``). Unknown keys are errors,
+not silently ignored: a typo in a safety parameter must not fall back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from navkit.common.errors import ParameterError
+
+T = TypeVar("T")
+
+
+def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> dotted keys, the way ROS 2 names nested parameters."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ParameterError(str(path), "<file>", "parameter file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "<yaml>"
+        raise ParameterError(str(path), where, f"malformed YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
+    """The flattened ``ros__parameters`` of one node, wildcard sections (``/**``) first.
+
+    ``node_name`` may carry a namespace (``/robot_0/planner``); sections are matched by
+    the full name, then by the bare name, as ROS 2 does for a parameter file.
+    """
+    path = Path(path)
+    doc = _read_yaml(path)
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ParameterError(str(path), "<top level>", "expected a mapping of node names")
+    bare = node_name.rsplit("/", 1)[-1]
+    full = node_name if node_name.startswith("/") else f"/{node_name}"
+    merged: dict[str, Any] = {}
+    for key in ("/**", "**", bare, full.lstrip("/"), full):
+        section = doc.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, dict) or "ros__parameters" not in section:
+            raise ParameterError(str(path), key, "expected a 'ros__parameters' mapping")
+        params = section["ros__parameters"] or {}
+        if not isinstance(params, dict):
+            raise ParameterError(str(path), f"{key}.ros__parameters", "expected a mapping")
+        merged.update(flatten_params(params))
+    return merged
+
+
+def _coerce(value: Any, hint: Any, source: str, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], source, name)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParameterError(source, name, f"expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParameterError(source, name, f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(source, name, f"expected a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ParameterError(source, name, f"expected a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ParameterError(source, name, f"expected a string, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParameterError(source, name, f"expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        items = [value[i] if item is Any else _coerce(value[i], item, source, f"{name}[{i}]") for i in range(len(value))]
+        return tuple(items) if origin is tuple else items
+    return value
+
+
+def config_from_params(cls: type[T], params: dict[str, Any], source: str, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from flat parameters under ``prefix``; unknown keys raise.
+
+    Missing keys keep the dataclass default, so a parameter file only lists what it changes.
+    Keys under ``prefix`` that name no field raise :class:`ParameterError` naming the key.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    head = f"{prefix}." if prefix else ""
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in params.items():
+        if not key.startswith(head):
+            continue
+        name = key[len(head):]
+        if "." in name and prefix == "":
+            continue  # belongs to a sub-config with its own prefix
+        if name not in fields:
+            raise ParameterError(source, key, f"unknown parameter for {cls.__name__} (known: {', '.join(sorted(fields))})")
+        kwargs[name] = _coerce(value, hints[name], source, key)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(source, prefix or cls.__name__, str(exc)) from None
+
+
+def config_to_params(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Dataclass -> flat parameter dict (used to declare ROS 2 parameters with defaults)."""
+    head = f"{prefix}." if prefix else ""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[head + f.name] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -1,0 +1,1 @@
+"""navkit.ros_ws.navkit_nodes."""
