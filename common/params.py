@@ -20,6 +20,9 @@ from navkit.common.errors import ParameterError
 
 T = TypeVar("T")
 
+ROS_RESERVED_PARAMS = frozenset({"use_sim_time", "start_type_description_service"})
+"""Parameters every rclpy node owns; a parameter file may set them for any node."""
+
 
 def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts -> dotted keys, the way ROS 2 names nested parameters."""
@@ -122,6 +125,8 @@ def config_from_params(cls: type[T], params: dict[str, Any], source: str, prefix
         if not key.startswith(head):
             continue
         name = key[len(head):]
+        if key in ROS_RESERVED_PARAMS or key.startswith("qos_overrides."):
+            continue
         if "." in name and prefix == "":
             continue  # belongs to a sub-config with its own prefix
         if name not in fields:

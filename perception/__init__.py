@@ -1,1 +1,4 @@
-"""navkit.perception."""
+"""Perception: sensor data -> what planners and controllers consume."""
+from navkit.perception.scan_obstacles import scan_to_world_points
+
+__all__ = ["scan_to_world_points"]

@@ -1,0 +1,129 @@
+"""The navigation stack's configuration, read from one ROS 2 parameter file.
+
+Both wirings call :func:`load_stack_config` (the in-process runner) or the per-node
+``*_from_params`` functions below (the ROS 2 nodes, on the parameters rclpy received),
+so a parameter flows the same way everywhere:
+launch file -> ``ros_ws/config/navkit.params.yaml`` -> these dataclasses -> components.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from navkit.common.params import config_from_params, load_node_params
+from navkit.control.cbf_filter import CbfFilterConfig
+from navkit.control.pure_pursuit import PurePursuitConfig
+from navkit.planning.global_planner import GlobalPlannerConfig
+
+DEFAULT_PARAMS_FILE = Path(__file__).resolve().parents[1] / "ros_ws" / "config" / "navkit.params.yaml"
+"""The parameter file shipped with navkit (also what the launch files load)."""
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The robot bridge: which backend, how fast it is stepped and watched."""
+
+    scenario: str = ""
+    """Scenario YAML the simulator builds its world from (empty on a real robot)."""
+    backend: str = "mujoco"
+    """Robot backend: a simulator name or a hardware driver (the launch argument ``robot``)."""
+    control_rate_hz: float = 50.0
+    """Rate at which commands are applied and odometry is published."""
+    cmd_timeout_s: float = 0.5
+    """Driver watchdog: a cmd_vel older than this stops the wheels."""
+    real_time_factor: float = 1.0
+    """ROS 2 wiring only: simulated seconds per wall second (sim time goes out on /clock)."""
+    output_dir: str = ""
+    """ROS 2 wiring only: where the bridge writes metrics.json when the run ends (empty: nowhere)."""
+    publish_camera: bool = True
+    """Publish camera/image_raw at the scenario's camera rate."""
+
+    def __post_init__(self) -> None:
+        for name in ("control_rate_hz", "cmd_timeout_s", "real_time_factor"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+
+
+@dataclass(frozen=True)
+class PlannerNodeConfig:
+    """How often the global planner checks its path against what the lidar shows."""
+
+    rate_hz: float = 2.0
+    """Replanning checks per second (a new goal or a blocked path replans at once)."""
+    observe_range_m: float = 4.0
+    """Lidar hits farther than this are not written into the planner's obstacle layer."""
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0:
+            raise ValueError("rate_hz must be > 0")
+
+
+@dataclass(frozen=True)
+class ControllerNodeConfig:
+    rate_hz: float = 50.0
+    """Path-tracking rate; the safety filter runs on every command it produces."""
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0:
+            raise ValueError("rate_hz must be > 0")
+
+
+@dataclass(frozen=True)
+class SafetyFilterNodeConfig:
+    filter_on_scan: bool = True
+    """Re-filter the last nominal command as soon as a new scan arrives (lowest latency)."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the in-process runner needs, one section per ROS 2 node."""
+
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    planner: PlannerNodeConfig = field(default_factory=PlannerNodeConfig)
+    global_planner: GlobalPlannerConfig = field(default_factory=GlobalPlannerConfig)
+    controller: ControllerNodeConfig = field(default_factory=ControllerNodeConfig)
+    pure_pursuit: PurePursuitConfig = field(default_factory=PurePursuitConfig)
+    safety_filter: SafetyFilterNodeConfig = field(default_factory=SafetyFilterNodeConfig)
+    cbf: CbfFilterConfig = field(default_factory=CbfFilterConfig)
+    source: str = "<defaults>"
+
+
+NODE_NAMES = {"bridge": "robot_bridge", "planner": "planner", "controller": "controller", "safety_filter": "safety_filter"}
+"""Node names: the parameter file's sections and the launch file's ``name`` fields."""
+
+
+def bridge_from_params(params: dict[str, Any], source: str) -> BridgeConfig:
+    return config_from_params(BridgeConfig, params, source)
+
+
+def planner_from_params(params: dict[str, Any], source: str) -> tuple[PlannerNodeConfig, GlobalPlannerConfig]:
+    return (config_from_params(PlannerNodeConfig, params, source),
+            config_from_params(GlobalPlannerConfig, params, source, prefix="global_planner"))
+
+
+def controller_from_params(params: dict[str, Any], source: str) -> tuple[ControllerNodeConfig, PurePursuitConfig]:
+    return (config_from_params(ControllerNodeConfig, params, source),
+            config_from_params(PurePursuitConfig, params, source, prefix="pure_pursuit"))
+
+
+def safety_filter_from_params(params: dict[str, Any], source: str) -> tuple[SafetyFilterNodeConfig, CbfFilterConfig]:
+    return (config_from_params(SafetyFilterNodeConfig, params, source),
+            config_from_params(CbfFilterConfig, params, source, prefix="cbf"))
+
+
+def load_stack_config(path: str | Path = DEFAULT_PARAMS_FILE, namespace: str = "") -> StackConfig:
+    """Read every node's section of a parameter file (namespaced names match too)."""
+    path = Path(path)
+    src = str(path)
+
+    def section(key: str) -> dict[str, Any]:
+        name = NODE_NAMES[key]
+        return load_node_params(path, f"{namespace.rstrip('/')}/{name}" if namespace else name)
+
+    planner, global_planner = planner_from_params(section("planner"), src)
+    controller, pure_pursuit = controller_from_params(section("controller"), src)
+    safety_filter, cbf = safety_filter_from_params(section("safety_filter"), src)
+    return StackConfig(bridge=bridge_from_params(section("bridge"), src), planner=planner,
+                       global_planner=global_planner, controller=controller, pure_pursuit=pure_pursuit,
+                       safety_filter=safety_filter, cbf=cbf, source=src)

@@ -1,0 +1,204 @@
+"""MuJoCo backend of the robot interface: a diff-drive AGV in a generated warehouse.
+
+Sensors are produced the way real ones are: the lidar is a fan of ray casts from the
+lidar site (``mj_multiRay``, obstacle geoms only), odometry integrates noisy wheel
+encoder speeds (so it drifts from the true pose, as on a robot), and the camera is an
+offscreen render. Commands go through the same watchdog a motor driver has: a command
+older than ``cmd_timeout_s`` stops the wheels.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+# Headless CPU rendering; must be chosen before MuJoCo creates a GL context.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand  # noqa: E402
+from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf  # noqa: E402
+from navkit.sim.robot_interface import SimulationDiverged  # noqa: E402
+from navkit.sim.scenario import Scenario  # noqa: E402
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+class MujocoRobot:
+    """A simulated AGV implementing :class:`~navkit.sim.robot_interface.RobotInterface`."""
+
+    def __init__(self, scenario: Scenario, *, cmd_timeout_s: float = 0.5) -> None:
+        self.scenario = scenario
+        self.cmd_timeout_s = cmd_timeout_s
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(scenario))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self._base_body = m.body("base_link").id
+        self._qpos_adr = m.joint("base").qposadr[0]
+        self._wheel_dof = (m.joint("wheel_left").dofadr[0], m.joint("wheel_right").dofadr[0])
+        self._lidar_site = m.site("lidar").id
+        robot_bodies = {self._base_body, m.body("wheel_left").id, m.body("wheel_right").id}
+        self._is_robot_geom = np.isin(m.geom_bodyid, list(robot_bodies))
+        self._is_obstacle_geom = m.geom_group == OBSTACLE_GROUP
+        lidar = scenario.sensors.lidar
+        fov = math.radians(lidar.fov_deg)
+        full_circle = abs(fov - 2.0 * math.pi) < 1e-9
+        self._angle_inc = fov / lidar.num_rays if full_circle else fov / max(lidar.num_rays - 1, 1)
+        self._angle_min = -fov / 2.0 if not full_circle else -math.pi
+        self._ray_angles = self._angle_min + self._angle_inc * np.arange(lidar.num_rays)
+        self._geomgroup = np.zeros(6, dtype=np.uint8)
+        self._geomgroup[OBSTACLE_GROUP] = 1
+        self._ray_geomid = np.zeros(lidar.num_rays, dtype=np.int32)
+        self._ray_dist = np.zeros(lidar.num_rays, dtype=np.float64)
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self.reset(scenario.seed)
+
+    # ------------------------------------------------------------------ interface
+
+    def reset(self, seed: int | None = None) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+        mujoco.mj_forward(self.model, self.data)
+        self._rng = np.random.default_rng(self.scenario.seed if seed is None else seed)
+        x, y, yaw = self.scenario.start
+        self._odom = [x, y, yaw]
+        self._odom_twist = (0.0, 0.0)
+        self._cmd = VelocityCommand(stamp=0.0, v=0.0, omega=0.0)
+        self._watchdog_trips = 0
+
+    def now(self) -> float:
+        return float(self.data.time)
+
+    def apply_command(self, cmd: VelocityCommand) -> None:
+        self._cmd = cmd if cmd.is_finite() else VelocityCommand(self.now(), 0.0, 0.0)
+
+    @property
+    def watchdog_trips(self) -> int:
+        """How many control periods the driver watchdog stopped the base (stale command)."""
+        return self._watchdog_trips
+
+    def advance(self, duration_s: float) -> None:
+        """Step physics for ``duration_s``, integrating odometry once per odometry period."""
+        odom_dt = 1.0 / self.scenario.sensors.odometry.rate_hz
+        remaining = duration_s
+        while remaining > 1e-9:
+            chunk = min(odom_dt, remaining)
+            nstep = max(1, int(round(chunk / PHYSICS_TIMESTEP_S)))
+            self._set_wheel_targets()
+            mujoco.mj_step(self.model, self.data, nstep=nstep)
+            self._check_divergence()
+            self._integrate_odometry(nstep * PHYSICS_TIMESTEP_S)
+            remaining -= nstep * PHYSICS_TIMESTEP_S
+
+    def read_odometry(self) -> Odometry:
+        x, y, yaw = self._odom
+        v, w = self._odom_twist
+        return Odometry(stamp=self.now(), pose=Pose2D(x, y, yaw), v=v, omega=w)
+
+    def read_scan(self) -> LaserScan:
+        lidar = self.scenario.sensors.lidar
+        pnt = self.data.site_xpos[self._lidar_site].copy()
+        yaw = self.true_pose().yaw
+        world = self._ray_angles + yaw
+        vec = np.stack([np.cos(world), np.sin(world), np.zeros_like(world)], axis=1).ravel()
+        mujoco.mj_multiRay(self.model, self.data, pnt, vec, self._geomgroup, 1, self._base_body,
+                           self._ray_geomid, self._ray_dist, None, lidar.num_rays, lidar.range_max_m)
+        ranges = self._ray_dist.copy()
+        hit = ranges >= 0.0
+        ranges[hit] += self._rng.normal(0.0, lidar.noise_std_m, int(hit.sum()))
+        ranges[~hit | (ranges >= lidar.range_max_m)] = np.inf
+        return LaserScan(stamp=self.now(), angle_min=self._angle_min, angle_increment=self._angle_inc,
+                         range_min=lidar.range_min_m, range_max=lidar.range_max_m,
+                         ranges=ranges.astype(np.float32))
+
+    def read_camera(self) -> CameraImage | None:
+        cam = self.scenario.sensors.camera
+        if not cam.enabled:
+            return None
+        renderer = self._renderer(cam.width, cam.height)
+        renderer.update_scene(self.data, camera="front_camera")
+        rgb = renderer.render().copy()
+        depth = None
+        if cam.depth:
+            renderer.enable_depth_rendering()
+            renderer.update_scene(self.data, camera="front_camera")
+            depth = renderer.render().astype(np.float32)
+            renderer.disable_depth_rendering()
+        return CameraImage(stamp=self.now(), rgb=rgb, depth=depth)
+
+    # ------------------------------------------------------------- simulation truth
+
+    def true_pose(self) -> Pose2D:
+        q = self.data.qpos[self._qpos_adr:self._qpos_adr + 7]
+        w, x, y, z = q[3:7]
+        yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+        return Pose2D(float(q[0]), float(q[1]), yaw)
+
+    def in_collision(self) -> bool:
+        d = self.data
+        if d.ncon == 0:
+            return False
+        g1 = d.contact.geom1[: d.ncon]
+        g2 = d.contact.geom2[: d.ncon]
+        r, o = self._is_robot_geom, self._is_obstacle_geom
+        return bool(np.any((r[g1] & o[g2]) | (r[g2] & o[g1])))
+
+    def render_topdown(self, width: int, height: int) -> np.ndarray:
+        """An RGB frame from the fixed overhead camera (for videos, not for the robot)."""
+        renderer = self._renderer(width, height)
+        renderer.update_scene(self.data, camera="topdown")
+        return renderer.render().copy()
+
+    def close(self) -> None:
+        for r in self._renderers.values():
+            r.close()
+        self._renderers.clear()
+
+    # ------------------------------------------------------------------ internals
+
+    def _renderer(self, width: int, height: int) -> mujoco.Renderer:
+        key = (width, height)
+        if key not in self._renderers:
+            self._renderers[key] = mujoco.Renderer(self.model, height=height, width=width)
+        return self._renderers[key]
+
+    def _set_wheel_targets(self) -> None:
+        rm = self.scenario.robot
+        cmd = self._cmd
+        if self.now() - cmd.stamp > self.cmd_timeout_s:
+            if cmd.v != 0.0 or cmd.omega != 0.0:
+                self._watchdog_trips += 1
+            v, w = 0.0, 0.0
+        else:
+            v, w = cmd.v, cmd.omega
+        half = rm.wheel_separation_m / 2.0
+        left = (v - w * half) / rm.wheel_radius_m
+        right = (v + w * half) / rm.wheel_radius_m
+        # Saturate both wheels by the same factor so the path's curvature is kept.
+        peak = max(abs(left), abs(right))
+        if peak > rm.max_wheel_speed_rad_s:
+            left, right = (left * rm.max_wheel_speed_rad_s / peak, right * rm.max_wheel_speed_rad_s / peak)
+        self.data.ctrl[0] = left
+        self.data.ctrl[1] = right
+
+    def _integrate_odometry(self, dt: float) -> None:
+        rm = self.scenario.robot
+        noise = self.scenario.sensors.odometry.wheel_noise_std
+        wl = self.data.qvel[self._wheel_dof[0]] * (1.0 + noise * self._rng.standard_normal())
+        wr = self.data.qvel[self._wheel_dof[1]] * (1.0 + noise * self._rng.standard_normal())
+        v = rm.wheel_radius_m * (wl + wr) / 2.0
+        w = rm.wheel_radius_m * (wr - wl) / rm.wheel_separation_m
+        x, y, yaw = self._odom
+        mid = yaw + 0.5 * w * dt
+        self._odom = [x + v * dt * math.cos(mid), y + v * dt * math.sin(mid), _wrap(yaw + w * dt)]
+        self._odom_twist = (float(v), float(w))
+
+    def _check_divergence(self) -> None:
+        d = self.data
+        bad_acc = d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
+        if bad_acc or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
+            raise SimulationDiverged(
+                f"{self.scenario.source}: MuJoCo diverged at t={d.time:.3f} s (non-finite state or bad acceleration)"
+            )
