@@ -1,0 +1,267 @@
+"""Control-barrier-function safety filter: the last stage between any controller and the robot.
+
+Derivation (static obstacles, unicycle u = (v, ω)). A unicycle's base position has
+relative degree two w.r.t. ω, so the barrier is placed on a look-ahead point
+p = (l, 0) in base_link, whose velocity depends on both inputs directly. In the
+instantaneous body frame ṗ = (v, l·ω) (the frame's rotation is accounted for by the
+lidar points being re-expressed each tick). For an obstacle point o (base frame; the lidar
+sits on the base axis) let
+
+    h(p) = ‖p − o‖² − D²,   D = robot_radius + lookahead + margin.
+
+h ≥ 0 gives ‖p − o‖ ≥ D, hence ‖base − o‖ ≥ ‖p − o‖ − l ≥ robot_radius + margin: the
+robot's disk stays ``margin`` clear of o. With ȯ = 0 in the world, ḣ = 2 (p − o)·ṗ, and
+the CBF condition ḣ ≥ −α h becomes one half-plane in u:
+
+    2 (p_x − o_x) v + 2 l (p_y − o_y) ω ≥ −α h.
+
+Together with the box v_min ≤ v ≤ v_max, |ω| ≤ ω_max this is the constraint set A u ≥ b.
+The filter returns the command closest to the nominal one (ω deviations weighted by
+``omega_weight``) inside that set, solved exactly by :func:`solve_qp_2d`. At u = 0 every
+CBF row reads 0 ≥ −α h, so stopping is always feasible unless the robot is already inside
+some D: only then can the QP be infeasible, and the filter brakes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from navkit.common.sensor_data import LaserScan, VelocityCommand
+from navkit.control.small_qp import solve_qp_2d
+
+_PASS_TOL = 1e-9
+"""|u − u_nom| below which the nominal command counts as passed through unchanged."""
+
+
+@dataclass
+class CbfFilterConfig:
+    """Parameters of :class:`CbfSafetyFilter` (ROS 2 parameter prefix ``cbf``)."""
+
+    alpha: float = 1.0
+    """Class-K gain: how fast h may decay towards 0. Larger lets the robot approach obstacles
+    faster (braking later); smaller is more conservative."""
+    lookahead_m: float = 0.1
+    """Distance of the barrier point ahead of the axle; > 0 makes ω appear in ḣ (relative
+    degree one), so the filter can steer around obstacles rather than only brake."""
+    robot_radius_m: float = 0.3
+    """Radius of the disk that must stay clear of every scan point."""
+    margin_m: float = 0.05
+    """Extra clearance on top of the radius, absorbing discretisation and sensing error."""
+    v_min: float = -0.2
+    """Most negative forward speed (m/s); reversing lets the robot back out of tight spots."""
+    v_max: float = 0.8
+    """Largest forward speed (m/s) the filter will ever output."""
+    omega_max: float = 1.5
+    """Largest |ω| (rad/s) the filter will ever output."""
+    omega_weight: float = 0.05
+    """Weight of ω deviation vs v deviation in the QP objective; small means 'prefer to
+    steer rather than slow down'."""
+    sensing_range_m: float = 3.0
+    """Scan points farther than this from the base are ignored: they cannot bind within a
+    tick and would only add constraints."""
+    max_constraints: int = 24
+    """Number of angular sectors around the look-ahead point; only the nearest point per
+    sector becomes a constraint, pruning hundreds of rays to a few non-redundant half-planes
+    and keeping the QP small and fast."""
+    stale_timeout_s: float = 0.5
+    """A command or scan older (or from further in the future) than this is refused and the
+    robot stops: acting on old data is driving blind."""
+
+    def __post_init__(self) -> None:
+        finite = ("alpha", "lookahead_m", "robot_radius_m", "margin_m", "v_min", "v_max", "omega_max",
+                  "omega_weight", "sensing_range_m", "stale_timeout_s")
+        for name in finite:
+            if not math.isfinite(float(getattr(self, name))):
+                raise ValueError(f"{name}: must be finite, got {getattr(self, name)!r}")
+        if self.alpha <= 0.0:
+            raise ValueError(f"alpha: must be > 0, got {self.alpha}")
+        for name in ("lookahead_m", "robot_radius_m", "margin_m"):
+            if getattr(self, name) < 0.0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.v_min > 0.0:
+            raise ValueError(f"v_min: must be <= 0 so that stopping is allowed, got {self.v_min}")
+        if self.v_max < 0.0:
+            raise ValueError(f"v_max: must be >= 0 so that stopping is allowed, got {self.v_max}")
+        if self.omega_max <= 0.0:
+            raise ValueError(f"omega_max: must be > 0, got {self.omega_max}")
+        if self.omega_weight <= 0.0:
+            raise ValueError(f"omega_weight: must be > 0, got {self.omega_weight}")
+        if self.sensing_range_m <= 0.0:
+            raise ValueError(f"sensing_range_m: must be > 0, got {self.sensing_range_m}")
+        if isinstance(self.max_constraints, bool) or not isinstance(self.max_constraints, int) or self.max_constraints < 1:
+            raise ValueError(f"max_constraints: must be an integer >= 1, got {self.max_constraints!r}")
+        if self.stale_timeout_s <= 0.0:
+            raise ValueError(f"stale_timeout_s: must be > 0, got {self.stale_timeout_s}")
+
+
+class FilterStatus(Enum):
+    """What the filter did on one tick."""
+
+    PASS = "pass"
+    """The nominal command was safe and is output unchanged."""
+    MODIFIED = "modified"
+    """The nominal command was replaced by the closest safe one."""
+    INFEASIBLE_BRAKE = "infeasible_brake"
+    """No safe command exists (robot already too close): output is zero."""
+    INVALID_INPUT = "invalid_input"
+    """NaN/Inf in the command, its stamp, the clock or the scan: output is zero."""
+    STALE_INPUT = "stale_input"
+    """Command or scan too old (or from the future): output is zero."""
+    NO_SCAN = "no_scan"
+    """No scan yet: output is zero (never drive blind)."""
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """One tick's output; ``command`` is what must be sent to the robot."""
+
+    command: VelocityCommand
+    status: FilterStatus
+    num_constraints: int
+    min_h: float
+    solve_time_s: float
+
+
+@dataclass
+class FilterStats:
+    """Counters since construction or :meth:`CbfSafetyFilter.reset_stats`."""
+
+    ticks: int = 0
+    interventions: int = 0
+    infeasible: int = 0
+    invalid_input: int = 0
+    stale_input: int = 0
+    no_scan: int = 0
+
+
+def scan_points(scan: LaserScan) -> np.ndarray:
+    """Obstacle points (N, 2) in the base frame from a scan, the way the filter reads it.
+
+    REP-117: +inf is 'no return' (dropped); −inf is 'too close to measure', kept as a point
+    at ``range_min`` (unlike ``LaserScan.points_xy``, which drops it: for a safety filter
+    an unmeasurably close object is the most important one). Finite ranges outside
+    [range_min, range_max) are invalid readings and dropped. NaN must be rejected by the
+    caller before this.
+    """
+    r = np.asarray(scan.ranges, dtype=float)
+    a = scan.angles
+    r = np.where(r == -np.inf, scan.range_min, r)
+    ok = (r >= scan.range_min) & (r < scan.range_max)
+    r = r[ok]
+    a = a[ok]
+    return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
+
+
+class CbfSafetyFilter:
+    """Minimally modifies velocity commands so the robot keeps clear of scan points."""
+
+    def __init__(self, config: CbfFilterConfig | None = None) -> None:
+        self.config = config if config is not None else CbfFilterConfig()
+        self.stats = FilterStats()
+        self._weights = np.array([1.0, self.config.omega_weight])
+        c = self.config
+        self._box_A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+        self._box_b = np.array([c.v_min, -c.v_max, -c.omega_max, -c.omega_max])
+
+    def reset_stats(self) -> None:
+        self.stats = FilterStats()
+
+    def _select(self, points_base: np.ndarray) -> np.ndarray:
+        """Points within sensing range, nearest one per angular sector around p."""
+        c = self.config
+        pts = np.asarray(points_base, dtype=float).reshape(-1, 2)
+        pts = pts[np.einsum("ij,ij->i", pts, pts) <= c.sensing_range_m**2]
+        if pts.shape[0] == 0:
+            return pts
+        rel = pts - np.array([c.lookahead_m, 0.0])
+        dist2 = np.einsum("ij,ij->i", rel, rel)
+        sector = ((np.arctan2(rel[:, 1], rel[:, 0]) + math.pi) * (c.max_constraints / (2.0 * math.pi))).astype(int)
+        np.minimum(sector, c.max_constraints - 1, out=sector)
+        order = np.argsort(dist2, kind="stable")
+        _, first = np.unique(sector[order], return_index=True)
+        return pts[order[first]]
+
+    def _barrier_rows(self, points_base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c = self.config
+        obstacles = self._select(points_base)
+        d = np.array([c.lookahead_m, 0.0]) - obstacles  # p − o
+        clearance = c.robot_radius_m + c.lookahead_m + c.margin_m
+        h = np.einsum("ij,ij->i", d, d) - clearance**2
+        A = np.empty((d.shape[0], 2))
+        A[:, 0] = 2.0 * d[:, 0]
+        A[:, 1] = 2.0 * c.lookahead_m * d[:, 1]
+        return A, -c.alpha * h, h
+
+    def constraints(self, points_base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(A, b) with A u ≥ b for u = (v, ω): the CBF rows of the kept points, then the 4 box rows."""
+        A, b, _ = self._barrier_rows(points_base)
+        return np.vstack([A, self._box_A]), np.concatenate([b, self._box_b])
+
+    def _refuse(self, status: FilterStatus, now: float, t0: float) -> FilterResult:
+        stamp = now if math.isfinite(now) else 0.0
+        return FilterResult(
+            command=VelocityCommand(stamp=stamp, v=0.0, omega=0.0),
+            status=status,
+            num_constraints=0,
+            min_h=math.inf,
+            solve_time_s=time.perf_counter() - t0,
+        )
+
+    def _is_stale(self, stamp: float, now: float) -> bool:
+        return abs(now - stamp) > self.config.stale_timeout_s
+
+    def filter(self, cmd: VelocityCommand, scan: LaserScan | None, now: float) -> FilterResult:
+        """The command to send this tick; zero whenever the inputs cannot be trusted."""
+        t0 = time.perf_counter()
+        s = self.stats
+        s.ticks += 1
+        if not (math.isfinite(now) and cmd.is_finite()):
+            s.invalid_input += 1
+            return self._refuse(FilterStatus.INVALID_INPUT, now, t0)
+        if self._is_stale(cmd.stamp, now):
+            s.stale_input += 1
+            return self._refuse(FilterStatus.STALE_INPUT, now, t0)
+        if scan is None:
+            s.no_scan += 1
+            return self._refuse(FilterStatus.NO_SCAN, now, t0)
+        ranges = np.asarray(scan.ranges, dtype=float)
+        scan_fields = (scan.stamp, scan.angle_min, scan.angle_increment, scan.range_min, scan.range_max)
+        if not all(math.isfinite(x) for x in scan_fields) or np.isnan(ranges).any():
+            s.invalid_input += 1
+            return self._refuse(FilterStatus.INVALID_INPUT, now, t0)
+        if self._is_stale(scan.stamp, now):
+            s.stale_input += 1
+            return self._refuse(FilterStatus.STALE_INPUT, now, t0)
+
+        A_cbf, b_cbf, h = self._barrier_rows(scan_points(scan))
+        A = np.vstack([A_cbf, self._box_A])
+        b = np.concatenate([b_cbf, self._box_b])
+        u_nom = np.array([cmd.v, cmd.omega])
+        sol = solve_qp_2d(self._weights, u_nom, A, b)
+        min_h = float(h.min()) if h.size else math.inf
+        c = self.config
+        if not sol.feasible:
+            s.infeasible += 1
+            s.interventions += 1
+            result = self._refuse(FilterStatus.INFEASIBLE_BRAKE, now, t0)
+            return FilterResult(result.command, result.status, A.shape[0], min_h, result.solve_time_s)
+        # The box rows already hold u inside; the clip only guards against float slack.
+        v = min(max(float(sol.u[0]), c.v_min), c.v_max)
+        omega = min(max(float(sol.u[1]), -c.omega_max), c.omega_max)
+        if abs(v - cmd.v) <= _PASS_TOL and abs(omega - cmd.omega) <= _PASS_TOL:
+            status = FilterStatus.PASS
+            v, omega = cmd.v, cmd.omega
+        else:
+            status = FilterStatus.MODIFIED
+            s.interventions += 1
+        return FilterResult(
+            command=VelocityCommand(stamp=now, v=v, omega=omega),
+            status=status,
+            num_constraints=A.shape[0],
+            min_h=min_h,
+            solve_time_s=time.perf_counter() - t0,
+        )
