@@ -20,7 +20,8 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     """The headline metrics as an aligned two-column table."""
     rows = [
         ("scenario", metrics["scenario"]),
-        ("goals reached", f"{metrics['goals_reached']}/{metrics['goals_total']}"),
+        ("goals reached (odometry)", f"{metrics['goals_reached']}/{metrics['goals_total']}"),
+        ("true error at goals (m)", ", ".join(f"{e:.2f}" for e in metrics["goal_true_error_m"]) or "-"),
         ("success", "yes" if metrics["success"] else "NO"),
         ("collisions", metrics["collisions"]),
         ("min clearance (m)", f"{metrics['min_clearance_m']:.3f}"),

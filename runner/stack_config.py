@@ -51,6 +51,9 @@ class PlannerNodeConfig:
 
     rate_hz: float = 2.0
     """Replanning checks per second (a new goal or a blocked path replans at once)."""
+    scenario: str = ""
+    """ROS 2 wiring: scenario file the static map and goal list come from (the in-process
+    runner hands its scenario over directly)."""
     observe_range_m: float = 4.0
     """Lidar hits farther than this are not written into the planner's obstacle layer."""
 

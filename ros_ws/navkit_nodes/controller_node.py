@@ -1,0 +1,64 @@
+"""ROS 2 controller node: ``plan`` + ``odom`` -> ``cmd_vel_nav`` (nominal, unfiltered).
+
+Wraps the pure-pursuit tracker. Its output is only a wish: the safety filter node
+turns it into ``cmd_vel``. No plan, or odometry that is stale or non-finite, gives a
+zero command, never a guess.
+"""
+from __future__ import annotations
+
+import sys
+
+from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry as OdometryMsg
+from nav_msgs.msg import Path as PathMsg
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+from navkit.common.sensor_data import VelocityCommand
+from navkit.control.pure_pursuit import PurePursuit
+from navkit.ros_ws.navkit_nodes.conversions import command_to_msg, from_time, odometry_from_msg, path_from_msg
+from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
+from navkit.runner.stack_config import controller_from_params
+
+ODOM_TIMEOUT_S = 0.5
+
+
+class ControllerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("controller", automatically_declare_parameters_from_overrides=True)
+        node_cfg, tracker_cfg = controller_from_params(node_params(self), params_source(self))
+        self.tracker = PurePursuit(tracker_cfg)
+        self.path = None
+        self.odom = None
+        qos = QoSProfile(depth=10)
+        self.cmd_pub = self.create_publisher(TwistStamped, "cmd_vel_nav", qos)
+        self.create_subscription(PathMsg, "plan", self._on_plan, qos)
+        self.create_subscription(OdometryMsg, "odom", self._on_odom, qos)
+        self.create_timer(1.0 / node_cfg.rate_hz, self._tick)
+
+    def _on_plan(self, msg: PathMsg) -> None:
+        path = path_from_msg(msg)
+        self.path = path if len(path) else None
+        self.tracker.reset()
+
+    def _on_odom(self, msg: OdometryMsg) -> None:
+        self.odom = odometry_from_msg(msg)
+
+    def _tick(self) -> None:
+        now = from_time(self.get_clock().now().to_msg())
+        odom = self.odom
+        v = w = 0.0
+        if odom is None or not odom.is_finite() or now - odom.stamp > ODOM_TIMEOUT_S:
+            if odom is not None:
+                self.get_logger().warning("odometry stale or invalid: commanding zero", throttle_duration_sec=1.0)
+        elif self.path is not None:
+            v, w = self.tracker.compute(odom.pose, self.path)
+        self.cmd_pub.publish(command_to_msg(VelocityCommand(now, v, w)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(ControllerNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
