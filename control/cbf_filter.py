@@ -166,6 +166,8 @@ class CbfSafetyFilter:
         c = self.config
         self._box_A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
         self._box_b = np.array([c.v_min, -c.v_max, -c.omega_max, -c.omega_max])
+        self._cached_scan: LaserScan | None = None
+        self._cached_rows: tuple[np.ndarray, np.ndarray, float] = (self._box_A, self._box_b, math.inf)
 
     def reset_stats(self) -> None:
         self.stats = FilterStats()
@@ -200,6 +202,20 @@ class CbfSafetyFilter:
         """(A, b) with A u ≥ b for u = (v, ω): the CBF rows of the kept points, then the 4 box rows."""
         A, b, _ = self._barrier_rows(points_base)
         return np.vstack([A, self._box_A]), np.concatenate([b, self._box_b])
+
+    def _scan_constraints(self, scan: LaserScan) -> tuple[np.ndarray, np.ndarray, float]:
+        """Constraint rows for a scan, cached while the same scan is reused.
+
+        The controller runs at 50 Hz and the lidar at 10 Hz, so most ticks filter against
+        the scan they filtered against last time; recomputing its rows would be waste.
+        """
+        if self._cached_scan is scan:
+            return self._cached_rows
+        A_cbf, b_cbf, h = self._barrier_rows(scan_points(scan))
+        rows = (np.vstack([A_cbf, self._box_A]), np.concatenate([b_cbf, self._box_b]),
+                float(h.min()) if h.size else math.inf)
+        self._cached_scan, self._cached_rows = scan, rows
+        return rows
 
     def _refuse(self, status: FilterStatus, now: float, t0: float) -> FilterResult:
         stamp = now if math.isfinite(now) else 0.0
@@ -237,12 +253,9 @@ class CbfSafetyFilter:
             s.stale_input += 1
             return self._refuse(FilterStatus.STALE_INPUT, now, t0)
 
-        A_cbf, b_cbf, h = self._barrier_rows(scan_points(scan))
-        A = np.vstack([A_cbf, self._box_A])
-        b = np.concatenate([b_cbf, self._box_b])
+        A, b, min_h = self._scan_constraints(scan)
         u_nom = np.array([cmd.v, cmd.omega])
         sol = solve_qp_2d(self._weights, u_nom, A, b)
-        min_h = float(h.min()) if h.size else math.inf
         c = self.config
         if not sol.feasible:
             s.infeasible += 1

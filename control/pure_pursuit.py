@@ -45,6 +45,10 @@ class PurePursuitConfig:
             raise ValueError(f"goal_tolerance_m: must be >= 0, got {self.goal_tolerance_m}")
 
 
+_SEARCH_WINDOW = 64
+"""Path segments searched ahead of the last progress point each tick."""
+
+
 class PurePursuit:
     """Stateful follower: remembers progress along the current path so it never turns back.
 
@@ -71,8 +75,12 @@ class PurePursuit:
         if len(path) == 1:
             return path[0]
         start = min(self._progress, len(path) - 2)
-        a = path[start:-1]
-        seg = path[start + 1 :] - a
+        # A bounded window: the robot cannot pass more than a few metres of path per
+        # tick, and searching the whole remaining path each tick costs O(N) for nothing.
+        end = min(len(path), start + _SEARCH_WINDOW + 1)
+        window = path[start:end]
+        a = window[:-1]
+        seg = window[1:] - a
         len2 = np.einsum("ij,ij->i", seg, seg)
         rel = a - xy  # segment start relative to the robot
         safe_len2 = np.where(len2 > 0.0, len2, 1.0)
@@ -93,7 +101,7 @@ class PurePursuit:
         if hits.size:
             i = nearest + int(hits[0])
             return a[i] + t_far[hits[0]] * seg[i]
-        if float(np.hypot(*(path[-1] - xy))) < L:
+        if end == len(path) and float(np.hypot(*(path[-1] - xy))) < L:
             return path[-1]
         return proj[nearest]  # farther than L from the whole path: head back to it
 

@@ -127,6 +127,9 @@ def solve_qp_2d(w: np.ndarray, u_nom: np.ndarray, A: np.ndarray, b: np.ndarray) 
     cand[0, 0] = z0x
     cand[1, 0] = z0y
     r0 = lines @ cand[:, 0]
+    if r0.min() >= -_FEAS_TOL * (abs(z0x) + abs(z0y) + scale):
+        # The nominal command is already safe (most control ticks): it is the optimum.
+        return _solution(u_nom.copy(), r0 <= _ACTIVE_TOL * scale, kept, k_all)
     feet = cand[:2, 1 : 1 + k]
     np.multiply(lines[:, :2].T, -r0, out=feet)
     feet[0] += z0x
@@ -151,7 +154,11 @@ def solve_qp_2d(w: np.ndarray, u_nom: np.ndarray, A: np.ndarray, b: np.ndarray) 
     best = int(np.argmin(dist2))
     u = cand[:2, best] / sw
 
-    active_kept = residual[:, best] <= _ACTIVE_TOL * scale
+    return _solution(u, residual[:, best] <= _ACTIVE_TOL * scale, kept, k_all)
+
+
+def _solution(u: np.ndarray, active_kept: np.ndarray, kept: np.ndarray | None, k_all: int) -> QpSolution:
+    """A feasible solution, with the active flags mapped back over dropped zero rows."""
     if kept is None:
         return QpSolution(u=u, feasible=True, active=active_kept)
     active = np.zeros(k_all, dtype=bool)

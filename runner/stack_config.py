@@ -49,7 +49,7 @@ class BridgeConfig:
 class PlannerNodeConfig:
     """How often the global planner checks its path against what the lidar shows."""
 
-    rate_hz: float = 2.0
+    rate_hz: float = 1.0
     """Replanning checks per second (a new goal or a blocked path replans at once)."""
     scenario: str = ""
     """ROS 2 wiring: scenario file the static map and goal list come from (the in-process

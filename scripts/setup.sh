@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout and installs navkit with every dependency (CPU torch,
+# MuJoCo, ROS 2 Kilted wheels with Fast DDS, cvxpy/OSQP/Clarabel, ...). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# constraints.txt pins the CPU build of torch: nothing may swap it for a CUDA build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
