@@ -64,7 +64,7 @@ class _OsqpPadded:
             l=np.full(k_max, -np.inf),
             u=np.full(k_max, np.inf),
             verbose=False,
-            polish=False,
+            polishing=False,
             eps_abs=1e-7,
             eps_rel=1e-7,
         )
@@ -76,7 +76,7 @@ class _OsqpPadded:
         lower = np.full(self.k_max, -1.0)  # padded rows read 0·u >= -1
         lower[:k] = b
         self.solver.update(q=-self.weights * u_nom, l=lower, u=np.full(self.k_max, np.inf), Ax=A_pad.ravel(order="F"))
-        result = self.solver.solve()
+        result = self.solver.solve(raise_error=False)
         solved = result.info.status_val in (1, 2)  # solved, solved inaccurate
         return np.asarray(result.x, dtype=float), solved
 

@@ -2,11 +2,12 @@
 
 Every room leans on these; nothing here imports ROS, MuJoCo or a planner.
 """
-from navkit.common.errors import NavkitError, ParameterError
+from navkit.common.errors import FieldError, NavkitError, ParameterError
 from navkit.common.params import config_from_params, load_node_params
 from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand
 
 __all__ = [
+    "FieldError",
     "CameraImage",
     "LaserScan",
     "NavkitError",

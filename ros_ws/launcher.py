@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from navkit.common.errors import NavkitError
+from navkit.common.errors import FieldError
 
 PACKAGE = "navkit"
 _ENTITY_KEYS = {
@@ -67,14 +67,8 @@ _ROS_ONLY_ENTITIES = {"executable", "set_env", "set-env", "unset_env", "set_para
                       "log", "shutdown", "node_container", "composable_node", "load_composable_node"}
 
 
-class LaunchError(NavkitError):
+class LaunchError(FieldError):
     """A launch file (or command-line argument) is malformed; names the file and field."""
-
-    def __init__(self, source: str, field: str, problem: str) -> None:
-        self.source = source
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{source}: {field}: {problem}")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from navkit.common.errors import NavkitError
+from navkit.common.errors import FieldError
 from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, VelocityCommand
 
 ODOM_TOPIC = "/odom"
@@ -43,14 +43,8 @@ _TWIST = "geometry_msgs/msg/TwistStamped"
 _IMAGE = "sensor_msgs/msg/Image"
 
 
-class BagError(NavkitError):
+class BagError(FieldError):
     """A bag cannot be written or read; names the bag path and the topic (or field)."""
-
-    def __init__(self, source: str, field: str, problem: str) -> None:
-        self.source = source
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{source}: {field}: {problem}")
 
 
 def bag_directory(path: str | Path) -> Path:

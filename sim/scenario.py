@@ -27,20 +27,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from navkit.common.errors import NavkitError
+from navkit.common.errors import FieldError
 
 KNOWN_BACKENDS = ("mujoco",)
 """Simulator backends this build can run (PyBullet comes with its own issue)."""
 
 
-class ScenarioError(NavkitError):
+class ScenarioError(FieldError):
     """A scenario file is missing, malformed or contradictory; names file and field."""
-
-    def __init__(self, source: str, field: str, problem: str) -> None:
-        self.source = source
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{source}: {field}: {problem}")
 
 
 @dataclass(frozen=True)
