@@ -2,7 +2,11 @@
 
 The model is generated rather than hand-written so that a scenario file is the single
 source of truth for the world. Choices that matter for speed and stability on a CPU:
-``implicitfast`` integration with wheel armature/damping (plain Euler drifts), shadows
+``implicitfast`` integration with wheel armature/damping (plain Euler drifts), thin
+ellipsoid wheels (one contact point each, so the effective wheel separation is the
+geometric one), soft frictionless casters and motor torque limits (3 N·m, ~3 m/s²)
+so the wheels keep traction — with stiff casters or unlimited torque the drive wheels
+slip and odometry drifts several metres per minute — and shadows
 off (they cost ~10x in CPU rendering), and geom groups that let the lidar ray cast see
 obstacles but never the robot's own body.
 """
@@ -110,23 +114,23 @@ def build_mjcf(sc: Scenario) -> str:
       <freejoint name="base"/>
       <geom name="chassis" type="cylinder" pos="0 0 0.12" size="{_f(rm.radius_m, 0.08)}" mass="{rm.mass_kg}" material="agv" group="{ROBOT_GROUP}"/>
       <geom name="heading" type="box" pos="{_f(rm.radius_m * 0.55, 0, 0.205)}" size="{_f(rm.radius_m * 0.35, 0.04, 0.005)}" mass="0.01" rgba="0.2 0.2 0.2 1" group="{ROBOT_GROUP}" contype="0" conaffinity="0"/>
-      <geom name="caster_front" type="sphere" pos="{_f(rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" group="{ROBOT_GROUP}"/>
-      <geom name="caster_back" type="sphere" pos="{_f(-rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" group="{ROBOT_GROUP}"/>
+      <geom name="caster_front" type="sphere" pos="{_f(rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" solref="0.05 1" group="{ROBOT_GROUP}"/>
+      <geom name="caster_back" type="sphere" pos="{_f(-rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" solref="0.05 1" group="{ROBOT_GROUP}"/>
       <site name="lidar" pos="{_f(0, 0, lidar.height_m - axle_z)}"/>
       <camera name="front_camera" pos="{_f(rm.radius_m * 0.9, 0, 0.3)}" xyaxes="0 -1 0 0 0 1" fovy="{cam.fov_deg}"/>
       <body name="wheel_left" pos="{_f(0, wheel_y, 0)}">
         <joint name="wheel_left" type="hinge" axis="0 1 0" damping="0.05" armature="0.02"/>
-        <geom type="cylinder" size="{_f(rm.wheel_radius_m, 0.025)}" euler="1.5707963 0 0" mass="1.0" friction="1.5 0.01 0.001" material="wheel" group="{ROBOT_GROUP}"/>
+        <geom type="ellipsoid" size="{_f(rm.wheel_radius_m, 0.025, rm.wheel_radius_m)}" mass="1.0" friction="1.5 0.01 0.001" material="wheel" group="{ROBOT_GROUP}"/>
       </body>
       <body name="wheel_right" pos="{_f(0, -wheel_y, 0)}">
         <joint name="wheel_right" type="hinge" axis="0 1 0" damping="0.05" armature="0.02"/>
-        <geom type="cylinder" size="{_f(rm.wheel_radius_m, 0.025)}" euler="1.5707963 0 0" mass="1.0" friction="1.5 0.01 0.001" material="wheel" group="{ROBOT_GROUP}"/>
+        <geom type="ellipsoid" size="{_f(rm.wheel_radius_m, 0.025, rm.wheel_radius_m)}" mass="1.0" friction="1.5 0.01 0.001" material="wheel" group="{ROBOT_GROUP}"/>
       </body>
     </body>
   </worldbody>
   <actuator>
-    <velocity name="left_motor" joint="wheel_left" kv="40" ctrlrange="{_f(-rm.max_wheel_speed_rad_s, rm.max_wheel_speed_rad_s)}" forcerange="-30 30"/>
-    <velocity name="right_motor" joint="wheel_right" kv="40" ctrlrange="{_f(-rm.max_wheel_speed_rad_s, rm.max_wheel_speed_rad_s)}" forcerange="-30 30"/>
+    <velocity name="left_motor" joint="wheel_left" kv="40" ctrlrange="{_f(-rm.max_wheel_speed_rad_s, rm.max_wheel_speed_rad_s)}" forcerange="-3 3"/>
+    <velocity name="right_motor" joint="wheel_right" kv="40" ctrlrange="{_f(-rm.max_wheel_speed_rad_s, rm.max_wheel_speed_rad_s)}" forcerange="-3 3"/>
   </actuator>
 </mujoco>
 """
