@@ -57,10 +57,11 @@ class PurePursuit:
 
     def __init__(self, config: PurePursuitConfig | None = None) -> None:
         self.config = config if config is not None else PurePursuitConfig()
-        self._progress = 0
+        self._progress: int | None = None
 
     def reset(self) -> None:
-        self._progress = 0
+        """Forget progress: the next call searches the whole path for the closest segment."""
+        self._progress = None
 
     def _lookahead_point(self, xy: np.ndarray, path: np.ndarray) -> np.ndarray:
         """First point at distance ≥ L from the robot, searching forward from the closest one.
@@ -74,10 +75,11 @@ class PurePursuit:
         L = self.config.lookahead_m
         if len(path) == 1:
             return path[0]
-        start = min(self._progress, len(path) - 2)
-        # A bounded window: the robot cannot pass more than a few metres of path per
-        # tick, and searching the whole remaining path each tick costs O(N) for nothing.
-        end = min(len(path), start + _SEARCH_WINDOW + 1)
+        # After a reset the whole path is searched once; then a bounded window: the robot
+        # cannot pass more than a few metres of path per tick, and searching the whole
+        # remaining path each tick costs O(N) for nothing.
+        start = 0 if self._progress is None else min(self._progress, len(path) - 2)
+        end = len(path) if self._progress is None else min(len(path), start + _SEARCH_WINDOW + 1)
         window = path[start:end]
         a = window[:-1]
         seg = window[1:] - a

@@ -12,9 +12,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from navkit.common.sensor_data import LaserScan, Odometry, VelocityCommand
+from navkit.common.sensor_data import LaserScan, Odometry, Pose2D, VelocityCommand
 from navkit.control.cbf_filter import CbfSafetyFilter, FilterResult
 from navkit.control.pure_pursuit import PurePursuit
+from navkit.perception.scan_localizer import ScanLocalizer, ScanLocalizerConfig
 from navkit.perception.scan_obstacles import scan_to_world_points
 from navkit.planning.global_planner import GlobalPlanner, GlobalPlannerConfig, NoPathFound
 from navkit.planning.goal_sequencer import GoalSequencer, GoalSequencerConfig
@@ -23,52 +24,98 @@ from navkit.runner.stack_config import PlannerNodeConfig, StackConfig
 from navkit.sim.scenario import Scenario
 
 
+WALL_BORDER_M = 0.3
+"""Map margin outside the walls, so walls are mapped shapes the localiser can match."""
+
+
 def planner_grid(scenario: Scenario, resolution_m: float) -> OccupancyGrid:
-    """The planner's static map: only obstacles marked ``mapped`` (the rest it must see)."""
+    """The robot's static map: only obstacles marked ``mapped`` (the rest it must see).
+
+    Walls are drawn as boxes inside a slightly larger grid: the planner keeps out of
+    them either way, and the scan localiser needs them in the map to match against.
+    """
     boxes = [(*b.center, *b.size, b.yaw) for b in scenario.boxes if b.mapped]
     circles = [(*c.center, c.radius) for c in scenario.cylinders if c.mapped]
-    return OccupancyGrid.from_shapes(scenario.bounds, boxes, circles, resolution_m)
+    bounds = scenario.bounds
+    if scenario.walls:
+        xmin, ymin, xmax, ymax = bounds
+        t, cx, cy = WALL_BORDER_M, (xmin + xmax) / 2.0, (ymin + ymax) / 2.0
+        w, h = xmax - xmin + 2 * t, ymax - ymin + 2 * t
+        boxes += [(cx, ymin - t / 2, w, t, 0.0), (cx, ymax + t / 2, w, t, 0.0),
+                  (xmin - t / 2, cy, t, h, 0.0), (xmax + t / 2, cy, t, h, 0.0)]
+        bounds = (xmin - t, ymin - t, xmax + t, ymax + t)
+    return OccupancyGrid.from_shapes(bounds, boxes, circles, resolution_m)
 
 
 class PlanningStage:
-    """Lidar hits -> obstacle layer; goal sequence; (re)plan when needed or blocked."""
+    """Localise on the map; lidar hits -> obstacle layer; goal sequence; (re)plan.
 
-    def __init__(self, scenario: Scenario, node: PlannerNodeConfig, planner: GlobalPlannerConfig) -> None:
+    Planning happens in the map frame; the path goes out in the odom frame
+    (:meth:`path_in_odom`), so the tracker can follow it on raw odometry between
+    localisation updates, exactly as a ROS 2 controller does with a map -> odom TF.
+    """
+
+    def __init__(self, scenario: Scenario, node: PlannerNodeConfig, planner: GlobalPlannerConfig,
+                 localizer: ScanLocalizerConfig | None = None) -> None:
         self.node = node
-        self.planner = GlobalPlanner(planner, planner_grid(scenario, planner.resolution_m))
+        grid = planner_grid(scenario, planner.resolution_m)
+        self.localizer = ScanLocalizer(grid, localizer) if node.localize else None
+        self.planner = GlobalPlanner(planner, grid)
         self.goals = GoalSequencer(scenario.goals, GoalSequencerConfig(goal_tolerance_m=scenario.goal_tolerance_m))
         self.path: np.ndarray | None = None
         self.plans: list[np.ndarray] = []
         self.replans = 0
         self.plan_failures = 0
         self._next_check = 0.0
+        self._odom_path_key: tuple | None = None
+        self._odom_path: np.ndarray | None = None
+
+    def map_pose(self, odom: Odometry) -> Pose2D:
+        """Where the robot believes it is on the map (odometry + scan-match correction)."""
+        return self.localizer.map_pose(odom.pose) if self.localizer is not None else odom.pose
+
+    def path_in_odom(self) -> np.ndarray | None:
+        """The current path in the odom frame (recomputed only when path or correction change)."""
+        if self.path is None or self.localizer is None:
+            return self.path
+        key = (id(self.path), self.localizer.correction)
+        if key != self._odom_path_key:
+            self._odom_path_key = key
+            self._odom_path = self.localizer.map_to_odom_points(self.path)
+        return self._odom_path
 
     def observe(self, scan: LaserScan, odom: Odometry) -> None:
-        if odom.is_finite():
-            self.planner.observe(scan_to_world_points(scan, odom.pose, max_range_m=self.node.observe_range_m))
+        """Correct the map -> odom estimate with this scan, then mark its hits on the map."""
+        if not odom.is_finite():
+            return
+        if self.localizer is not None:
+            self.localizer.update(scan, odom.pose)
+        points = scan_to_world_points(scan, self.map_pose(odom), max_range_m=self.node.observe_range_m)
+        self.planner.observe(points)
 
     def update(self, now: float, odom: Odometry) -> bool:
         """Advance goals and replan if due; True when ``path`` changed."""
         if not odom.is_finite():
             return False
         changed = False
-        if self.goals.update((odom.pose.x, odom.pose.y)) or self.goals.done:
+        pose = self.map_pose(odom)
+        if self.goals.update((pose.x, pose.y)) or self.goals.done:
             changed = self.path is not None
             self.path = None
         if self.goals.done:
             return changed
         if self.path is None or now >= self._next_check:
-            blocked = self.path is not None and self.planner.path_blocked(self.path, (odom.pose.x, odom.pose.y))
+            blocked = self.path is not None and self.planner.path_blocked(self.path, (pose.x, pose.y))
             if self.path is None or blocked:
-                self._replan(odom)
+                self._replan(pose)
                 changed = True
             self._next_check = now + 1.0 / self.node.rate_hz
         return changed
 
-    def _replan(self, odom: Odometry) -> None:
+    def _replan(self, pose: Pose2D) -> None:
         goal = self.goals.current()
         try:
-            self.path = self.planner.plan(odom.pose, goal)
+            self.path = self.planner.plan(pose, goal)
             self.plans.append(self.path)
             self.replans += 1
         except NoPathFound:
@@ -84,7 +131,7 @@ class NavigationStack:
 
     def __init__(self, scenario: Scenario, config: StackConfig) -> None:
         self.config = config
-        self.planning = PlanningStage(scenario, config.planner, config.global_planner)
+        self.planning = PlanningStage(scenario, config.planner, config.global_planner, config.localizer)
         self.tracker = PurePursuit(config.pure_pursuit)
         self.filter = CbfSafetyFilter(config.cbf)
         self.stage_time: dict[str, list[float]] = defaultdict(list)
@@ -103,7 +150,7 @@ class NavigationStack:
         if self.planning.update(now, odom):
             self.tracker.reset()
         t = self.timed("planning", t)
-        path = self.planning.path
+        path = self.planning.path_in_odom()
         v, w = (0.0, 0.0) if path is None or not odom.is_finite() else self.tracker.compute(odom.pose, path)
         t = self.timed("control", t)
         result = self.filter.filter(VelocityCommand(now, v, w), scan, now)

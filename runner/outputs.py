@@ -20,8 +20,9 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     """The headline metrics as an aligned two-column table."""
     rows = [
         ("scenario", metrics["scenario"]),
-        ("goals reached (odometry)", f"{metrics['goals_reached']}/{metrics['goals_total']}"),
-        ("true error at goals (m)", ", ".join(f"{e:.2f}" for e in metrics["goal_true_error_m"]) or "-"),
+        ("goals reached", f"{metrics['goals_reached']}/{metrics['goals_total']}"),
+        ("closest true approach to goals (m)", ", ".join(f"{e:.2f}" for e in metrics["goal_true_error_m"]) or "-"),
+        ("odometry drift at end (m)", f"{metrics['final_odometry_drift_m']:.2f}"),
         ("success", "yes" if metrics["success"] else "NO"),
         ("collisions", metrics["collisions"]),
         ("min clearance (m)", f"{metrics['min_clearance_m']:.3f}"),

@@ -18,6 +18,7 @@ from navkit.common.sensor_data import VelocityCommand
 from navkit.control.pure_pursuit import PurePursuit
 from navkit.ros_ws.navkit_nodes.conversions import command_to_msg, from_time, odometry_from_msg, path_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
+from navkit.ros_ws.navkit_nodes.planner_node import PLAN_QOS
 from navkit.runner.stack_config import controller_from_params
 
 ODOM_TIMEOUT_S = 0.5
@@ -32,7 +33,7 @@ class ControllerNode(Node):
         self.odom = None
         qos = QoSProfile(depth=10)
         self.cmd_pub = self.create_publisher(TwistStamped, "cmd_vel_nav", qos)
-        self.create_subscription(PathMsg, "plan", self._on_plan, qos)
+        self.create_subscription(PathMsg, "plan", self._on_plan, PLAN_QOS)  # latched: see PLAN_QOS
         self.create_subscription(OdometryMsg, "odom", self._on_odom, qos)
         self.create_timer(1.0 / node_cfg.rate_hz, self._tick)
 

@@ -1,22 +1,26 @@
 """ROS 2 planner node: odom + scan -> ``plan`` (nav_msgs/Path in odom).
 
 Wraps :class:`~navkit.runner.navigation_stack.PlanningStage`, the same code the
-in-process runner calls. The static map and the goal list come from the scenario
+in-process runner calls: scan-to-map localisation (map -> odom), lidar obstacles,
+goal sequencing and A*. The path is planned on the map and published in the odom
+frame, again whenever the localisation correction moves. The static map and the goal list come from the scenario
 file (parameter ``scenario``); a ``goal_pose`` message replaces the goal list with
 that one goal. An empty Path means "no path: stop".
 """
 from __future__ import annotations
 
 import sys
+from collections import deque
 
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry as OdometryMsg
 from nav_msgs.msg import Path as PathMsg
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
 from navkit.common.errors import NavkitError
+from navkit.common.sensor_data import Odometry
 from navkit.planning.goal_sequencer import GoalSequencer, GoalSequencerConfig
 from navkit.ros_ws.navkit_nodes.conversions import from_time, odometry_from_msg, path_to_msg, scan_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
@@ -25,17 +29,28 @@ from navkit.runner.stack_config import planner_from_params
 from navkit.sim.scenario import load_scenario
 
 
+ODOM_HISTORY = 50
+"""Odometry samples kept for matching scans by time (1 s at 50 Hz)."""
+ODOM_MATCH_TOLERANCE_S = 0.05
+
+PLAN_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""``plan`` QoS, shared with the controller: the last path reaches late subscribers."""
+
+
 class PlannerNode(Node):
     def __init__(self) -> None:
         super().__init__("planner", automatically_declare_parameters_from_overrides=True)
-        node_cfg, planner_cfg = planner_from_params(node_params(self), params_source(self))
+        node_cfg, planner_cfg, localizer_cfg = planner_from_params(node_params(self), params_source(self))
         if not node_cfg.scenario:
             raise NavkitError(f"{params_source(self)}: scenario: the planner needs the scenario file for its map")
         self.scenario = load_scenario(node_cfg.scenario)
-        self.stage = PlanningStage(self.scenario, node_cfg, planner_cfg)
+        self.stage = PlanningStage(self.scenario, node_cfg, planner_cfg, localizer_cfg)
         self.odom = None
+        self.odom_history: deque[Odometry] = deque(maxlen=ODOM_HISTORY)
         qos = QoSProfile(depth=10)
-        self.plan_pub = self.create_publisher(PathMsg, "plan", qos)
+        # Latched (transient local, like Nav2's map): a new path is published only when it
+        # changes, so a controller that discovers the planner late must still get it.
+        self.plan_pub = self.create_publisher(PathMsg, "plan", PLAN_QOS)
         self.create_subscription(OdometryMsg, "odom", self._on_odom, qos)
         self.create_subscription(LaserScanMsg, "scan", self._on_scan, qos)
         self.create_subscription(PoseStamped, "goal_pose", self._on_goal, qos)
@@ -43,13 +58,37 @@ class PlannerNode(Node):
 
     def _on_odom(self, msg: OdometryMsg) -> None:
         self.odom = odometry_from_msg(msg)
+        self.odom_history.append(self.odom)
         # Goal arrival is checked on every odometry message, as in the in-process runner.
         if self.stage.update(self.odom.stamp, self.odom):
-            self.plan_pub.publish(path_to_msg(self.stage.path, self.odom.stamp))
+            self._publish_plan(self.odom.stamp)
+
+    def _publish_plan(self, stamp: float) -> None:
+        # In the odom frame: the controller tracks it on raw odometry (no map -> odom TF needed).
+        self.plan_pub.publish(path_to_msg(self.stage.path_in_odom(), stamp, frame_id="odom"))
+
+    def _odom_at(self, stamp: float) -> Odometry | None:
+        """The odometry sample closest in time to ``stamp`` (a TF lookup at the scan's time).
+
+        Matching a scan against the *latest* odometry instead rotates it by however far the
+        robot turned in between, which the localiser would read as drift.
+        """
+        if not self.odom_history:
+            return None
+        best = min(self.odom_history, key=lambda o: abs(o.stamp - stamp))
+        return best if abs(best.stamp - stamp) <= ODOM_MATCH_TOLERANCE_S else None
 
     def _on_scan(self, msg: LaserScanMsg) -> None:
-        if self.odom is not None:
-            self.stage.observe(scan_from_msg(msg), self.odom)
+        scan = scan_from_msg(msg)
+        odom = self._odom_at(scan.stamp)
+        if odom is None:
+            self.get_logger().warning("no odometry at the scan's time: scan skipped", throttle_duration_sec=1.0)
+            return
+        before = self.stage.localizer.correction if self.stage.localizer is not None else None
+        self.stage.observe(scan, odom)
+        moved = self.stage.localizer is not None and self.stage.localizer.correction != before
+        if moved and self.stage.path is not None:
+            self._publish_plan(self.odom.stamp)
 
     def _on_goal(self, msg: PoseStamped) -> None:
         goal = (msg.pose.position.x, msg.pose.position.y)
@@ -63,7 +102,7 @@ class PlannerNode(Node):
             return
         now = from_time(self.get_clock().now().to_msg())
         if self.stage.update(now, self.odom) or self.stage.path is None:
-            self.plan_pub.publish(path_to_msg(self.stage.path, now))
+            self._publish_plan(now)
 
 
 def main(argv: list[str] | None = None) -> int:
