@@ -9,7 +9,8 @@ so the optimum is the Euclidean projection of z_nom onto the convex polygon
 foot of z_nom on one constraint line (an edge), or a polygon vertex (a pairwise line
 intersection). Every such candidate that is feasible lies in the polygon, so the closest
 feasible candidate *is* the projection: exact, with no iterations and no tolerances to tune
-beyond floating-point slack. Everything is a few (K, K) numpy array operations.
+beyond floating-point slack. Only lines violated at z_nom can carry the optimum, which
+prunes the candidates from K + K² to V + V·K (V violated lines), tried feet first.
 
 cvxpy is the reference this is tested against (``navkit.control.qp_reference``).
 """
@@ -119,42 +120,60 @@ def solve_qp_2d(w: np.ndarray, u_nom: np.ndarray, A: np.ndarray, b: np.ndarray) 
     np.divide(b, -norms, out=lines[:, 2])
     scale = max(1.0, abs(z0x), abs(z0y), float(np.abs(lines[:, 2]).max()))
 
-    # Candidates as homogeneous columns (x, y, 1): z0, the K feet of z0 on the lines, and
-    # the K*K ordered-pair intersections (diagonal and parallel pairs stay NaN, which fails
-    # every feasibility comparison — no compaction needed).
-    cand = np.empty((3, 1 + k + k * k))
-    cand[2] = 1.0
-    cand[0, 0] = z0x
-    cand[1, 0] = z0y
-    r0 = lines @ cand[:, 0]
-    if r0.min() >= -_FEAS_TOL * (abs(z0x) + abs(z0y) + scale):
+    r0 = lines[:, :2] @ np.array([z0x, z0y]) + lines[:, 2]
+    tol0 = _FEAS_TOL * (abs(z0x) + abs(z0y) + scale)
+    if r0.min() >= -tol0:
         # The nominal command is already safe (most control ticks): it is the optimum.
         return _solution(u_nom.copy(), r0 <= _ACTIVE_TOL * scale, kept, k_all)
-    feet = cand[:2, 1 : 1 + k]
-    np.multiply(lines[:, :2].T, -r0, out=feet)
+
+    # Some constraint active at the optimum must be violated at z0 (else z0 would be
+    # feasible for the active set alone and be its own projection). Two consequences:
+    # (1) if the foot of z0 on a violated line is feasible, it is the optimum: it is the
+    #     projection onto a half-plane containing the polygon, and it lies in the polygon;
+    # (2) otherwise the optimum is a vertex on a violated line: one of the V*K
+    #     intersections of a violated line with any line (not all K*K pairs).
+    viol = np.flatnonzero(r0 < -tol0)
+    lv = lines[viol]
+    feet = np.empty((3, viol.size))
+    feet[2] = 1.0
+    np.multiply(lv[:, :2].T, -r0[viol], out=feet[:2])
     feet[0] += z0x
     feet[1] += z0y
-    cross = ((lines @ _CROSS).reshape(3 * k, 3) @ lines.T).reshape(k, 3, k)
-    det = cross[:, 2, :]
-    verts = cand[:2, 1 + k :].reshape(2, k, k).transpose(1, 0, 2)
-    det = det.copy()
-    det[np.abs(det) <= _SINGULAR_DET] = np.nan  # x / NaN is NaN and raises no warning
-    np.divide(cross[:, :2, :], det[:, None, :], out=verts)
+    best = _closest_feasible(lines, feet, z0x, z0y, scale)
+    if best is None:
+        m = viol.size
+        cross = ((lv @ _CROSS).reshape(3 * m, 3) @ lines.T).reshape(m, 3, k)
+        det = cross[:, 2, :].copy()
+        det[np.abs(det) <= _SINGULAR_DET] = np.nan  # x / NaN is NaN and raises no warning
+        verts = np.empty((3, m * k))
+        verts[2] = 1.0
+        np.divide(cross[:, :2, :], det[:, None, :], out=verts[:2].reshape(2, m, k).transpose(1, 0, 2))
+        best = _closest_feasible(lines, verts, z0x, z0y, scale)
+    if best is None:
+        return QpSolution(u=np.zeros(2), feasible=False, active=np.zeros(k_all, dtype=bool))
+    z, residual = best
+    return _solution(z / sw, residual <= _ACTIVE_TOL * scale, kept, k_all)
 
+
+def _closest_feasible(lines: np.ndarray, cand: np.ndarray, z0x: float, z0y: float,
+                      scale: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The feasible candidate column closest to z0 and its residuals, or None.
+
+    NaN columns (parallel pairs, no vertex) compare False and are never feasible.
+    """
+    if cand.shape[1] == 0:
+        return None
     residual = lines @ cand  # (K, M)
     tol = np.abs(cand[0]) + np.abs(cand[1])
     tol += scale
     tol *= -_FEAS_TOL
-    feasible = residual.min(axis=0) >= tol  # NaN columns (no vertex) compare False
+    feasible = residual.min(axis=0) >= tol
     if not feasible.any():
-        return QpSolution(u=np.zeros(2), feasible=False, active=np.zeros(k_all, dtype=bool))
+        return None
     dx = cand[0] - z0x
     dy = cand[1] - z0y
-    dist2 = np.where(feasible, dx * dx + dy * dy, np.inf)
-    best = int(np.argmin(dist2))
-    u = cand[:2, best] / sw
-
-    return _solution(u, residual[:, best] <= _ACTIVE_TOL * scale, kept, k_all)
+    best = int(np.argmin(np.where(feasible, dx * dx + dy * dy, np.inf)))
+    return cand[:2, best].copy(), residual[:, best]
 
 
 def _solution(u: np.ndarray, active_kept: np.ndarray, kept: np.ndarray | None, k_all: int) -> QpSolution:

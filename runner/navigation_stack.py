@@ -24,6 +24,8 @@ from navkit.runner.stack_config import PlannerNodeConfig, StackConfig
 from navkit.sim.scenario import Scenario
 
 
+KNOWN_OBSTACLE_M = 0.1
+"""Lidar hits closer than this to a mapped obstacle are that obstacle, not a new one."""
 WALL_BORDER_M = 0.3
 """Map margin outside the walls, so walls are mapped shapes the localiser can match."""
 
@@ -91,6 +93,12 @@ class PlanningStage:
         if self.localizer is not None:
             self.localizer.update(scan, odom.pose)
         points = scan_to_world_points(scan, self.map_pose(odom), max_range_m=self.node.observe_range_m)
+        if self.localizer is not None and len(points):
+            # Hits on mapped shelves and walls are known already; marking them (jittered by
+            # noise) would only churn the obstacle layer and its clearance field. Keep what
+            # the map lacks.
+            distance, _, on_map = self.localizer.query(points)
+            points = points[~on_map | (distance > KNOWN_OBSTACLE_M)]
         self.planner.observe(points)
 
     def update(self, now: float, odom: Odometry) -> bool:
