@@ -5,6 +5,7 @@ Every room leans on these; nothing here imports ROS, MuJoCo or a planner.
 from navkit.common.errors import FieldError, NavkitError, ParameterError
 from navkit.common.params import config_from_params, load_node_params
 from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand
+from navkit.common.swarm_state import SwarmState
 
 __all__ = [
     "FieldError",
@@ -14,6 +15,7 @@ __all__ = [
     "Odometry",
     "ParameterError",
     "Pose2D",
+    "SwarmState",
     "VelocityCommand",
     "config_from_params",
     "load_node_params",

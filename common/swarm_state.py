@@ -1,0 +1,47 @@
+"""What a multi-robot team looks like at one instant: B scenes x N agents x M obstacles.
+
+One type for the vectorised training environment, the MuJoCo backend and the ROS 2
+nodes (B = 1 there), so the online-CBF policy and the multi-agent safety filter read
+the same arrays wherever they run. Agents that reached their goal stay in the scene:
+they are still obstacles to the others (``active`` says who is still travelling).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SwarmState:
+    positions: np.ndarray
+    """(B, N, 2) world-frame agent positions (m)."""
+    headings: np.ndarray
+    """(B, N) yaw (rad); 0 for single-integrator agents."""
+    velocities: np.ndarray
+    """(B, N, 2) world-frame velocities (m/s)."""
+    goals: np.ndarray
+    """(B, N, 2) goal positions."""
+    active: np.ndarray
+    """(B, N) bool: still travelling (not at goal)."""
+    obstacle_positions: np.ndarray
+    """(B, M, 2) obstacle centres (static and moving)."""
+    obstacle_radii: np.ndarray
+    """(B, M) obstacle radii (m)."""
+    obstacle_velocities: np.ndarray
+    """(B, M, 2) obstacle velocities (0 for static ones)."""
+    time: float = 0.0
+
+    @property
+    def num_scenes(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def num_agents(self) -> int:
+        return int(self.positions.shape[1])
+
+    def scene(self, b: int) -> "SwarmState":
+        """Scene ``b`` alone, with B = 1."""
+        s = slice(b, b + 1)
+        return SwarmState(self.positions[s], self.headings[s], self.velocities[s], self.goals[s], self.active[s],
+                          self.obstacle_positions[s], self.obstacle_radii[s], self.obstacle_velocities[s], self.time)

@@ -1,0 +1,123 @@
+"""Decentralised control for a robot team: go-to-goal nominal commands through per-agent CBF-QPs.
+
+Each agent's class-K gain α comes from an *α source*: a fixed value (the baselines) or
+the online GNN policy (:mod:`navkit.control.online_cbf_policy`). Everything runs batched:
+B scenes are laid side by side far apart (the filter is translation invariant and only
+looks within the sensing radius, so scenes never see each other) and filtered in one
+call. This is the piece the vectorised trainer, the MuJoCo runner and the per-robot
+ROS 2 node all call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from navkit.common.swarm_state import SwarmState
+from navkit.control.multi_agent_cbf import AgentStatus, MultiAgentCbfConfig, MultiAgentCbfFilter
+
+SCENE_SPACING_M = 1.0e4
+"""Distance between batched scenes: far beyond any sensing radius."""
+
+
+@dataclass(frozen=True)
+class NominalConfig:
+    """The go-to-goal command each agent would send without the safety filter."""
+
+    gain: float = 1.5
+    """Proportional gain (1/s) on the goal offset; saturated at the scenario's max speed."""
+    heading_gain: float = 3.0
+    """Unicycles: turn rate per radian of heading error."""
+
+    def __post_init__(self) -> None:
+        if self.gain <= 0:
+            raise ValueError("gain must be > 0")
+        if self.heading_gain <= 0:
+            raise ValueError("heading_gain must be > 0")
+
+
+def nominal_commands(state: SwarmState, dynamics: str, max_speed: float, config: NominalConfig) -> np.ndarray:
+    """(B, N, 2) nominal commands: world velocity, or (v, ω) for unicycles."""
+    offset = state.goals - state.positions
+    dist = np.linalg.norm(offset, axis=-1, keepdims=True)
+    if dynamics == "unicycle":
+        bearing = np.arctan2(offset[..., 1], offset[..., 0])
+        err = (bearing - state.headings + np.pi) % (2 * np.pi) - np.pi
+        v = np.minimum(config.gain * dist[..., 0], max_speed) * np.maximum(np.cos(err), 0.0)
+        return np.stack([v, config.heading_gain * err], axis=-1)
+    u = config.gain * offset
+    speed = np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
+    return np.where(speed > max_speed, u * (max_speed / speed), u)
+
+
+class AlphaSource(Protocol):
+    """Where each agent's CBF gain comes from, every control period."""
+
+    def __call__(self, state: SwarmState) -> np.ndarray:
+        """(B, N) positive gains."""
+
+
+@dataclass(frozen=True)
+class FixedAlpha:
+    """The baseline: every agent uses the same hand-tuned α."""
+
+    alpha: float
+
+    def __call__(self, state: SwarmState) -> np.ndarray:
+        return np.full(state.positions.shape[:2], self.alpha)
+
+
+@dataclass(frozen=True)
+class SwarmAction:
+    u: np.ndarray
+    """(B, N, 2) safe commands to send."""
+    u_nom: np.ndarray
+    """(B, N, 2) what go-to-goal wanted."""
+    alpha: np.ndarray
+    """(B, N) the gains used."""
+    status: np.ndarray
+    """(B, N) :class:`AgentStatus` values."""
+    min_h: np.ndarray
+    """(B, N) smallest barrier value each agent saw."""
+
+
+class SwarmController:
+    """Nominal go-to-goal + per-agent CBF-QP, for a scenario family's geometry and limits."""
+
+    def __init__(self, dynamics: str, agent_radius_m: float, max_speed_m_s: float, sensing_radius_m: float,
+                 cbf: MultiAgentCbfConfig | None = None, nominal: NominalConfig | None = None) -> None:
+        base = cbf or MultiAgentCbfConfig()
+        limits = {"v_max": max_speed_m_s} if dynamics == "unicycle" else {"u_max": max_speed_m_s}
+        self.cbf_config = replace(base, dynamics=dynamics, agent_radius_m=agent_radius_m,
+                                  sensing_radius_m=sensing_radius_m, **limits)
+        self.filter = MultiAgentCbfFilter(self.cbf_config)
+        self.nominal = nominal or NominalConfig()
+        self.dynamics = dynamics
+        self.max_speed = max_speed_m_s
+
+    @classmethod
+    def for_scenario(cls, scenario: object, cbf: MultiAgentCbfConfig | None = None,
+                     nominal: NominalConfig | None = None) -> "SwarmController":
+        return cls(scenario.dynamics, scenario.agent_radius_m, scenario.max_speed_m_s,  # type: ignore[attr-defined]
+                   scenario.sensing_radius_m, cbf, nominal)  # type: ignore[attr-defined]
+
+    def act(self, state: SwarmState, alpha: np.ndarray | float) -> SwarmAction:
+        b, n = state.positions.shape[:2]
+        alpha = np.broadcast_to(np.asarray(alpha, dtype=float), (b, n))
+        u_nom = nominal_commands(state, self.dynamics, self.max_speed, self.nominal)
+        shift = np.zeros((b, 1, 2))
+        shift[:, 0, 0] = SCENE_SPACING_M * np.arange(b)
+        m = state.obstacle_positions.shape[1]
+        result = self.filter.filter(
+            positions=(state.positions + shift).reshape(b * n, 2),
+            headings=state.headings.reshape(b * n),
+            u_nom=u_nom.reshape(b * n, 2),
+            alpha=alpha.reshape(b * n),
+            obstacle_positions=(state.obstacle_positions + shift).reshape(b * m, 2) if m else None,
+            obstacle_radii=state.obstacle_radii.reshape(b * m) if m else None,
+            obstacle_velocities=state.obstacle_velocities.reshape(b * m, 2) if m else None,
+        )
+        return SwarmAction(u=result.u.reshape(b, n, 2), u_nom=u_nom, alpha=np.array(alpha),
+                           status=result.status.reshape(b, n), min_h=result.min_h.reshape(b, n))
+

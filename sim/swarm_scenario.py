@@ -1,0 +1,308 @@
+"""Multi-robot scenarios as data: layouts that expand, by seed, into starts, goals, obstacles.
+
+A swarm scenario names a *family* (circle swap, corridor crossing, clutter, moving
+obstacles) and a seed; :func:`expand` turns it into concrete arrays. Benchmarks run
+50+ seeds of one file, training draws fresh seeds every episode, and ``--agents N``
+resizes a layout without editing the file. Obstacles are discs (the multi-agent CBF's
+natural shape); walls of a corridor are rows of bollards. Errors name file and field,
+as for single-robot scenarios.
+
+Example (``scenarios/multi/circle_swap.yaml``)::
+
+    name: circle_swap
+    kind: swarm
+    dynamics: single_integrator
+    agents: {count: 8, layout: {type: circle, radius_m: 3.0}}
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from navkit.sim.scenario import ScenarioError, _list, _Reader
+
+DYNAMICS = ("single_integrator", "unicycle")
+LAYOUTS = ("circle", "swap_lines", "crossing", "explicit")
+
+
+@dataclass(frozen=True)
+class MovingObstacle:
+    """A disc shuttling between ``start`` and ``end`` at constant speed (a person, a forklift)."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+    radius: float
+    speed_m_s: float
+
+    def position_velocity(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        a, b = np.asarray(self.start), np.asarray(self.end)
+        length = float(np.linalg.norm(b - a))
+        if length < 1e-9 or self.speed_m_s <= 0:
+            return a.copy(), np.zeros(2)
+        period = 2.0 * length / self.speed_m_s
+        phase = (t % period) * self.speed_m_s
+        direction = (b - a) / length
+        if phase <= length:
+            return a + direction * phase, direction * self.speed_m_s
+        return b - direction * (phase - length), -direction * self.speed_m_s
+
+
+@dataclass(frozen=True)
+class SwarmScenario:
+    """A concrete (expanded) multi-robot scenario."""
+
+    name: str
+    seed: int
+    dynamics: str
+    time_limit_s: float
+    control_dt_s: float
+    bounds: tuple[float, float, float, float]
+    agent_radius_m: float
+    max_speed_m_s: float
+    sensing_radius_m: float
+    goal_tolerance_m: float
+    starts: np.ndarray
+    """(N, 3) x, y, yaw."""
+    goals: np.ndarray
+    """(N, 2)."""
+    static_obstacles: np.ndarray
+    """(M, 3) x, y, radius."""
+    moving_obstacles: tuple[MovingObstacle, ...]
+    source: str = "<memory>"
+
+    @property
+    def num_agents(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def num_obstacles(self) -> int:
+        return int(self.static_obstacles.shape[0]) + len(self.moving_obstacles)
+
+    def obstacles_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Obstacle positions (M, 2), radii (M,), velocities (M, 2) at time ``t``: static first."""
+        pos = [self.static_obstacles[:, :2]]
+        rad = [self.static_obstacles[:, 2]]
+        vel = [np.zeros((len(self.static_obstacles), 2))]
+        for ob in self.moving_obstacles:
+            p, v = ob.position_velocity(t)
+            pos.append(p[None])
+            rad.append(np.array([ob.radius]))
+            vel.append(v[None])
+        return np.concatenate(pos).reshape(-1, 2), np.concatenate(rad), np.concatenate(vel).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class SwarmScenarioSpec:
+    """The file as written: a layout family; :func:`expand` makes it concrete for a seed."""
+
+    doc: dict[str, Any]
+    source: str
+
+    @property
+    def name(self) -> str:
+        return str(self.doc.get("name", Path(self.source).stem))
+
+    def expand(self, seed: int | None = None, num_agents: int | None = None) -> SwarmScenario:
+        return expand(self, seed, num_agents)
+
+
+_TOP = {"name", "kind", "description", "seed", "dynamics", "time_limit_s", "control_dt_s", "bounds", "agents",
+        "sensing_radius_m", "goal_tolerance_m", "obstacles", "random_obstacles", "bollard_walls", "moving_obstacles"}
+
+
+def load_swarm_scenario(path: str | Path) -> SwarmScenarioSpec:
+    """Read a swarm scenario file; validates it by expanding it once (seed from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(str(path), "<file>", "scenario file not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
+        raise ScenarioError(str(path), where, f"malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    spec = SwarmScenarioSpec(_Reader(str(path)).mapping(doc, "", _TOP), str(path))
+    if spec.doc.get("kind", "swarm") != "swarm":
+        raise ScenarioError(str(path), "kind", f"expected 'swarm', got {spec.doc.get('kind')!r}")
+    spec.expand()
+    return spec
+
+
+def is_swarm_scenario(path: str | Path) -> bool:
+    """True when a YAML file declares ``kind: swarm`` (so the CLI can pick the runner)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == "swarm"
+
+
+def _circle(n: int, radius: float, rng: np.random.Generator, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    angles = 2.0 * math.pi * np.arange(n) / n + rng.uniform(-1, 1) * math.pi / n
+    starts = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    goals = -starts
+    starts = starts + rng.normal(0.0, jitter, starts.shape)
+    goals = goals + rng.normal(0.0, jitter, goals.shape)
+    return starts, goals
+
+
+def _swap_lines(n: int, half_length: float, spacing: float, rng: np.random.Generator,
+                jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two groups in columns at x = -L and x = +L; each group goes to the other's spots."""
+    left = n - n // 2
+    right = n // 2
+    ys_left = (np.arange(left) - (left - 1) / 2.0) * spacing
+    ys_right = (np.arange(right) - (right - 1) / 2.0) * spacing
+    a = np.stack([np.full(left, -half_length), ys_left], axis=1)
+    b = np.stack([np.full(right, half_length), ys_right], axis=1)
+    starts = np.concatenate([a, b])
+    goals = np.concatenate([a * [-1, 1], b * [-1, 1]])
+    perm_a = rng.permutation(left)
+    perm_b = rng.permutation(right)
+    goals = np.concatenate([goals[:left][perm_a], goals[left:][perm_b]])
+    return starts + rng.normal(0, jitter, starts.shape), goals + rng.normal(0, jitter, goals.shape)
+
+
+def _crossing(n: int, half_length: float, spacing: float, rng: np.random.Generator,
+              jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """Half the agents cross left -> right, half bottom -> top, through one central area."""
+    h = n - n // 2
+    v = n // 2
+    ys = (np.arange(h) - (h - 1) / 2.0) * spacing
+    xs = (np.arange(v) - (v - 1) / 2.0) * spacing
+    starts = np.concatenate([np.stack([np.full(h, -half_length), ys], 1), np.stack([xs, np.full(v, -half_length)], 1)])
+    goals = np.concatenate([np.stack([np.full(h, half_length), ys[rng.permutation(h)]], 1),
+                            np.stack([xs[rng.permutation(v)], np.full(v, half_length)], 1)])
+    return starts + rng.normal(0, jitter, starts.shape), goals + rng.normal(0, jitter, goals.shape)
+
+
+def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | None = None) -> SwarmScenario:
+    """Concrete starts, goals and obstacles for one seed (and optionally another agent count)."""
+    r = _Reader(spec.source)
+    doc = spec.doc
+    seed = r.integer(doc.get("seed", 0), "seed") if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
+    dynamics = doc.get("dynamics", "single_integrator")
+    if dynamics not in DYNAMICS:
+        raise r.fail("dynamics", f"unknown dynamics {dynamics!r} (known: {', '.join(DYNAMICS)})")
+    bounds = r.vector(r.require(doc, "bounds", ""), "bounds", 4)
+    if bounds[2] <= bounds[0] or bounds[3] <= bounds[1]:
+        raise r.fail("bounds", "expected [xmin, ymin, xmax, ymax] with xmax > xmin and ymax > ymin")
+    agents = r.mapping(r.require(doc, "agents", ""), "agents", {"count", "radius_m", "max_speed_m_s", "layout"})
+    n = r.integer(agents.get("count", 8), "agents.count", positive=True) if num_agents is None else int(num_agents)
+    if n < 1:
+        raise r.fail("agents.count", "at least one agent is required")
+    radius = r.number(agents.get("radius_m", 0.2), "agents.radius_m", positive=True)
+    layout = r.mapping(r.require(agents, "layout", "agents"), "agents.layout",
+                       {"type", "radius_m", "half_length_m", "spacing_m", "jitter_m", "starts", "goals"})
+    kind = layout.get("type")
+    if kind not in LAYOUTS:
+        raise r.fail("agents.layout.type", f"unknown layout {kind!r} (known: {', '.join(LAYOUTS)})")
+    jitter = r.number(layout.get("jitter_m", 0.05), "agents.layout.jitter_m", minimum=0.0)
+    if kind == "circle":
+        starts, goals = _circle(n, r.number(layout.get("radius_m", 3.0), "agents.layout.radius_m", positive=True),
+                                rng, jitter)
+    elif kind in ("swap_lines", "crossing"):
+        half = r.number(layout.get("half_length_m", 3.0), "agents.layout.half_length_m", positive=True)
+        spacing = r.number(layout.get("spacing_m", 0.7), "agents.layout.spacing_m", positive=True)
+        make = _swap_lines if kind == "swap_lines" else _crossing
+        starts, goals = make(n, half, spacing, rng, jitter)
+    else:
+        raw_s = _list(r, r.require(layout, "starts", "agents.layout"), "agents.layout.starts")
+        raw_g = _list(r, r.require(layout, "goals", "agents.layout"), "agents.layout.goals")
+        if len(raw_s) != len(raw_g):
+            raise r.fail("agents.layout.goals", f"{len(raw_g)} goals for {len(raw_s)} starts")
+        starts = np.array([r.vector(p, f"agents.layout.starts[{i}]", 2) for i, p in enumerate(raw_s)])
+        goals = np.array([r.vector(p, f"agents.layout.goals[{i}]", 2) for i, p in enumerate(raw_g)])
+        if num_agents is not None and num_agents != len(starts):
+            raise r.fail("agents.layout", "an explicit layout cannot be resized (--agents)")
+    yaw = np.arctan2(goals[:, 1] - starts[:, 1], goals[:, 0] - starts[:, 0])
+    starts3 = np.concatenate([starts, yaw[:, None]], axis=1)
+
+    statics: list[tuple[float, float, float]] = []
+    for i, ob in enumerate(_list(r, doc.get("obstacles"), "obstacles")):
+        o = r.mapping(ob, f"obstacles[{i}]", {"center", "radius"})
+        c = r.vector(r.require(o, "center", f"obstacles[{i}]"), f"obstacles[{i}].center", 2)
+        statics.append((c[0], c[1], r.number(r.require(o, "radius", f"obstacles[{i}]"), f"obstacles[{i}].radius",
+                                             positive=True)))
+    for i, wall in enumerate(_list(r, doc.get("bollard_walls"), "bollard_walls")):
+        where = f"bollard_walls[{i}]"
+        w = r.mapping(wall, where, {"from", "to", "radius", "spacing_m"})
+        a = np.array(r.vector(r.require(w, "from", where), f"{where}.from", 2))
+        b = np.array(r.vector(r.require(w, "to", where), f"{where}.to", 2))
+        rad = r.number(w.get("radius", 0.2), f"{where}.radius", positive=True)
+        step = r.number(w.get("spacing_m", 2 * rad), f"{where}.spacing_m", positive=True)
+        count = max(2, int(math.ceil(np.linalg.norm(b - a) / step)) + 1)
+        for t in np.linspace(0.0, 1.0, count):
+            p = a + t * (b - a)
+            statics.append((float(p[0]), float(p[1]), rad))
+    rand = doc.get("random_obstacles")
+    if rand is not None:
+        ro = r.mapping(rand, "random_obstacles", {"count", "radius_m", "region", "clearance_m"})
+        count = r.integer(r.require(ro, "count", "random_obstacles"), "random_obstacles.count", positive=True)
+        rr = r.vector(ro.get("radius_m", [0.15, 0.35]), "random_obstacles.radius_m", 2)
+        region = r.vector(r.require(ro, "region", "random_obstacles"), "random_obstacles.region", 4)
+        clearance = r.number(ro.get("clearance_m", 0.5), "random_obstacles.clearance_m", minimum=0.0)
+        placed = 0
+        for _ in range(200 * count):
+            if placed == count:
+                break
+            c = rng.uniform(region[:2], region[2:])
+            rad = float(rng.uniform(*rr))
+            keep_out = np.concatenate([starts, goals])
+            if np.min(np.linalg.norm(keep_out - c, axis=1)) < rad + radius + clearance:
+                continue
+            if statics and np.min(np.linalg.norm(np.array(statics)[:, :2] - c, axis=1)
+                                  - np.array(statics)[:, 2]) < rad + 2 * radius + 0.1:
+                continue
+            statics.append((float(c[0]), float(c[1]), rad))
+            placed += 1
+    moving = []
+    for i, mo in enumerate(_list(r, doc.get("moving_obstacles"), "moving_obstacles")):
+        where = f"moving_obstacles[{i}]"
+        m = r.mapping(mo, where, {"start", "end", "radius", "speed_m_s"})
+        moving.append(MovingObstacle(
+            start=r.vector(r.require(m, "start", where), f"{where}.start", 2),  # type: ignore[arg-type]
+            end=r.vector(r.require(m, "end", where), f"{where}.end", 2),  # type: ignore[arg-type]
+            radius=r.number(m.get("radius", 0.3), f"{where}.radius", positive=True),
+            speed_m_s=r.number(m.get("speed_m_s", 0.5), f"{where}.speed_m_s", minimum=0.0)))
+
+    sc = SwarmScenario(
+        name=spec.name, seed=seed, dynamics=str(dynamics),
+        time_limit_s=r.number(doc.get("time_limit_s", 40.0), "time_limit_s", positive=True),
+        control_dt_s=r.number(doc.get("control_dt_s", 0.05), "control_dt_s", positive=True),
+        bounds=bounds,  # type: ignore[arg-type]
+        agent_radius_m=radius,
+        max_speed_m_s=r.number(agents.get("max_speed_m_s", 1.0), "agents.max_speed_m_s", positive=True),
+        sensing_radius_m=r.number(doc.get("sensing_radius_m", 2.0), "sensing_radius_m", positive=True),
+        goal_tolerance_m=r.number(doc.get("goal_tolerance_m", 0.15), "goal_tolerance_m", positive=True),
+        starts=starts3, goals=goals, static_obstacles=np.array(statics, dtype=float).reshape(-1, 3),
+        moving_obstacles=tuple(moving), source=spec.source)
+    _check(r, sc)
+    return sc
+
+
+def _check(r: _Reader, sc: SwarmScenario) -> None:
+    """Contradictions: agents overlapping at start or goal, a goal inside an obstacle, outside bounds."""
+    xmin, ymin, xmax, ymax = sc.bounds
+    for name, pts in (("start", sc.starts[:, :2]), ("goal", sc.goals)):
+        where = "agents.layout"
+        outside = (pts[:, 0] < xmin) | (pts[:, 0] > xmax) | (pts[:, 1] < ymin) | (pts[:, 1] > ymax)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise r.fail(where, f"agent {i}'s {name} {pts[i].round(2).tolist()} is outside bounds {list(sc.bounds)}")
+        d = np.linalg.norm(pts[:, None] - pts[None], axis=2) + np.eye(len(pts)) * 1e9
+        if d.min() < 2 * sc.agent_radius_m:
+            i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+            raise r.fail(where, f"agents {i} and {j} overlap at their {name}s ({d[i, j]:.2f} m apart)")
+        if len(sc.static_obstacles):
+            gap = np.linalg.norm(pts[:, None] - sc.static_obstacles[None, :, :2], axis=2) - sc.static_obstacles[None, :, 2]
+            if gap.min() < sc.agent_radius_m:
+                i, j = np.unravel_index(int(np.argmin(gap)), gap.shape)
+                raise r.fail(where, f"agent {i}'s {name} overlaps obstacle {j}")
+
