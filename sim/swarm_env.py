@@ -111,10 +111,10 @@ class SwarmEnv:
         return self._measure()
 
     def _measure(self) -> SwarmStep:
-        state = self.state
         d_goal = np.linalg.norm(self.positions - self.goals, axis=-1)
         at_goal = d_goal <= self.tolerance[:, None]
         self.reached |= at_goal
+        state = self.state
         diff = self.positions[:, :, None, :] - self.positions[:, None, :, :]
         dist = np.linalg.norm(diff, axis=-1)
         n = self.num_agents
