@@ -73,6 +73,57 @@ def _run(scenario_path: Path, args: argparse.Namespace) -> int:
     return 0 if result.metrics["success"] and result.metrics["collisions"] == 0 else 1
 
 
+def _run_swarm(scenario_path: Path, args: argparse.Namespace) -> int:
+    """``navkit run`` on a ``kind: swarm`` file: MuJoCo team + SwarmController + an α source."""
+    from navkit.control.swarm_controller import FixedAlpha
+    from navkit.runner.outputs import write_metrics, write_video
+    from navkit.runner.swarm_outputs import format_swarm_metrics_table, write_traces_csv, write_trajectories_plot
+    from navkit.runner.swarm_runner import DEFAULT_POLICY, SwarmRunner, SwarmRunOptions, load_policy
+    from navkit.sim.swarm_scenario import load_swarm_scenario
+
+    if args.record is not None:
+        raise NavkitError(f"{scenario_path}: --record: bag recording is not available for swarm scenarios")
+    if args.agents is not None and args.agents < 1:
+        raise NavkitError(f"{scenario_path}: --agents: must be >= 1, got {args.agents}")
+    if args.alpha is not None and args.policy is not None:
+        raise NavkitError(f"{scenario_path}: --alpha and --policy: give one α source, not both")
+    if args.alpha is not None and not (0.0 < args.alpha < float("inf")):
+        raise NavkitError(f"{scenario_path}: --alpha: must be a positive number, got {args.alpha}")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise NavkitError(f"{scenario_path}: --time-limit: must be > 0, got {args.time_limit}")
+    scenario = load_swarm_scenario(scenario_path).expand(seed=args.seed, num_agents=args.agents)
+    if args.alpha is not None:
+        alpha_source, label = FixedAlpha(args.alpha), f"fixed {args.alpha:g}"
+    elif args.policy is not None:
+        alpha_source, label = load_policy(args.policy), str(args.policy)
+    elif DEFAULT_POLICY.is_file():
+        alpha_source, label = load_policy(DEFAULT_POLICY), str(DEFAULT_POLICY.relative_to(REPO_ROOT))
+    else:
+        alpha_source, label = FixedAlpha(1.0), "fixed 1 (no shipped policy)"
+        print(f"navkit: note: no shipped policy at {DEFAULT_POLICY.relative_to(REPO_ROOT)}; using a fixed alpha = 1.0 "
+              "(--alpha A or --policy PATH to choose)", file=sys.stderr)
+    video = None if args.video.lower() == "none" else args.out / args.video
+    options = SwarmRunOptions(time_limit_s=args.time_limit, video_fps=args.video_fps if video else 0.0,
+                              progress=not args.no_progress and not args.json, alpha_label=label)
+    runner = SwarmRunner(scenario, alpha_source)
+    try:
+        result = runner.run(options)
+    finally:
+        runner.close()
+    written = [write_metrics(result.metrics, args.out), write_traces_csv(result, args.out / "traces.csv"),
+               write_trajectories_plot(scenario, result, args.out / "trajectories.png")]
+    if video is not None:
+        v = write_video(result.frames, video, args.video_fps * 2.0)
+        if v:
+            written.append(v)
+    if args.json:
+        print(json.dumps(result.metrics, indent=2))
+    else:
+        print(format_swarm_metrics_table(result.metrics))
+        print("wrote: " + ", ".join(str(p) for p in written))
+    return 0 if result.metrics["success"] and result.metrics["collisions"] == 0 else 1
+
+
 def _make_robot(scenario, stack):  # noqa: ANN001, ANN202 - small factory
     if scenario.backend == "mujoco":
         from navkit.sim.mujoco_backend import MujocoRobot
@@ -90,14 +141,28 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.which == "closed-loop":
         from navkit.benchmarks import closed_loop_bench
 
-        result = closed_loop_bench.run(scenario_path=args.scenario or DEMO_SCENARIO, seeds=args.seeds)
+        scenario = args.scenario[0] if args.scenario else DEMO_SCENARIO
+        result = closed_loop_bench.run(scenario_path=scenario, seeds=args.seeds or 3)
         print(json.dumps(result, indent=2) if args.json else closed_loop_bench.format_table(result))
     elif args.which == "ros-latency":
         from navkit.benchmarks import ros_latency_bench
 
         result = ros_latency_bench.run(n_scans=args.n, rate_hz=args.rate)
         print(json.dumps(result, indent=2) if args.json else ros_latency_bench.format_table(result))
+    elif args.which == "online-cbf":
+        from navkit.benchmarks import online_cbf_bench
+
+        result = online_cbf_bench.run(args.scenario or online_cbf_bench.DEFAULT_SCENARIOS, seeds=args.seeds or 50,
+                                      policy_path=args.policy or online_cbf_bench.DEFAULT_POLICY,
+                                      progress=not args.json)
+        print(json.dumps(result, indent=2) if args.json else online_cbf_bench.format_table(result))
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from navkit.planning.online_cbf_training import main as train_main
+
+    return train_main(["--config", str(args.config)] + (["--resume"] if args.resume else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="navkit",
         description="navkit: perception -> planning -> control -> CBF safety filter, in MuJoCo or on ROS 2.",
         epilog="Examples:\n  navkit demo\n  navkit run scenarios/warehouse_demo.yaml --record run.mcap\n"
+               "  navkit run scenarios/multi/circle_swap.yaml --agents 16\n  navkit train online-cbf\n"
                "  navkit launch ros_ws/launch/demo.launch.yaml scenario:=scenarios/warehouse_demo.yaml\n"
                "  navkit bench qp",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "2 for bad input.")
     run.add_argument("scenario", type=Path, help="scenario YAML file")
     _add_run_options(run, default_out="out/run")
+    swarm = run.add_argument_group(
+        "swarm scenarios (kind: swarm, e.g. scenarios/multi/circle_swap.yaml)",
+        "A robot team in MuJoCo: go-to-goal through per-agent CBF-QPs whose gains alpha come from a fixed value "
+        "or the online GNN policy. Writes metrics.json, traces.csv (one row per robot per control step), "
+        "trajectories.png and the overhead GIF. --params and --record do not apply; --seed re-draws the layout.")
+    swarm.add_argument("--agents", type=int, default=None, metavar="N",
+                       help="resize the scenario's layout to N agents (circle, swap_lines and crossing layouts)")
+    swarm.add_argument("--alpha", type=float, default=None, metavar="A",
+                       help="fixed CBF gain alpha for every agent (the baseline); default: the shipped policy "
+                            "control/policies/online_cbf_gnn.pt when it exists, else alpha = 1.0 (with a note)")
+    swarm.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                       help="online CBF policy checkpoint giving each agent its alpha every control period")
 
     sub.add_parser("launch", help="run a ROS 2 YAML launch file as separate ROS 2 processes "
                                   "(navkit launch --help for its options)", add_help=False)
@@ -129,15 +207,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print tables",
                            description="qp: safety-filter QP fast path vs cvxpy (and OSQP); closed-loop: simulated "
                                        "seconds per wall second and per-stage time; ros-latency: scan -> filtered "
-                                       "cmd_vel latency over DDS.")
-    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency"])
+                                       "cmd_vel latency over DDS; online-cbf: GNN-tuned CBFs vs fixed alpha on "
+                                       "multi-robot scenarios (success, collisions, separation, infeasible QPs, "
+                                       "time-to-goal, path ratio) and policy+QP cost per agent.")
+    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "online-cbf"])
     bench.add_argument("--json", action="store_true", help="machine-readable output")
     bench.add_argument("--n", type=int, default=500, help="qp: instances; ros-latency: scans (default: %(default)s)")
     bench.add_argument("--k", type=int, default=16, help="qp: constraints per instance (default: %(default)s)")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--scenario", type=Path, default=None, help="closed-loop: scenario (default: the demo)")
-    bench.add_argument("--seeds", type=int, default=3, help="closed-loop: seeds to run (default: %(default)s)")
+    bench.add_argument("--scenario", type=Path, action="append", default=None,
+                       help="closed-loop: scenario (default: the demo); online-cbf: swarm scenario, repeatable "
+                            "(default: the four in scenarios/multi/)")
+    bench.add_argument("--seeds", type=int, default=None,
+                       help="seeds per scenario (default: 3 for closed-loop, 50 for online-cbf)")
+    bench.add_argument("--policy", type=Path, default=None,
+                       help="online-cbf: policy checkpoint (default: control/policies/online_cbf_gnn.pt)")
     bench.add_argument("--rate", type=float, default=50.0, help="ros-latency: scan rate in Hz (default: %(default)s)")
+    train = sub.add_parser("train", help="train a policy (online-cbf: the GNN that tunes CBF gains)",
+                           description="Train with RL; progress bar, TensorBoard logs under runs/, periodic "
+                                       "evaluation, checkpoints; --resume continues an interrupted run.")
+    train.add_argument("what", choices=["online-cbf"])
+    train.add_argument("--config", type=Path, default=REPO_ROOT / "planning" / "configs" / "online_cbf.yaml",
+                       help="training config YAML (default: %(default)s)")
+    train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     return parser
 
 
@@ -158,9 +250,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _run(DEMO_SCENARIO, args)
         if args.command == "run":
+            from navkit.sim.swarm_scenario import is_swarm_scenario
+
+            if is_swarm_scenario(args.scenario):
+                return _run_swarm(args.scenario, args)
+            for option in ("agents", "alpha", "policy"):
+                if getattr(args, option) is not None:
+                    raise NavkitError(f"{args.scenario}: --{option}: only applies to swarm scenarios (kind: swarm)")
             return _run(args.scenario, args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "train":
+            return _train(args)
     except NavkitError as exc:
         print(f"navkit: error: {exc}", file=sys.stderr)
         return 2
