@@ -15,7 +15,7 @@ import numpy as np
 from navkit.common.swarm_state import SwarmState
 from navkit.control.multi_agent_cbf import AgentStatus
 from navkit.control.swarm_controller import AlphaSource, SwarmController
-from navkit.sim.swarm_env import SwarmEnv
+from navkit.sim.swarm_env import SwarmEnv, SwarmStep
 from navkit.sim.swarm_scenario import SwarmScenario
 
 
@@ -43,61 +43,92 @@ class EpisodeMetrics:
         return asdict(self)
 
 
+class EpisodeScorer:
+    """Incremental scoring of B scenes, one control period at a time (what :func:`rollout` uses).
+
+    Anything that steps a team itself (the ROS 2 swarm bridge, a MuJoCo runner) feeds it
+    the positions before a step and the :class:`~navkit.sim.swarm_env.SwarmStep` after
+    it, so every wiring scores with the same definitions. A scene stops being scored
+    (``done``) when every agent is at its goal at once (success) or at its time limit.
+    """
+
+    def __init__(self, scenarios: Sequence[SwarmScenario], start_positions: np.ndarray) -> None:
+        self.scenarios = list(scenarios)
+        b, n = start_positions.shape[:2]
+        self.limit = np.array([sc.time_limit_s for sc in scenarios])
+        self.radius = np.array([sc.agent_radius_m for sc in scenarios])
+        goals = np.stack([sc.goals for sc in scenarios])
+        self.straight = np.linalg.norm(goals - start_positions, axis=-1)
+        self.travelled = np.zeros((b, n))
+        self.first_arrival = np.full((b, n), np.nan)
+        self.colliding = np.zeros((b, n), dtype=bool)
+        self.collisions = np.zeros(b, dtype=int)
+        self.min_sep = np.full(b, np.inf)
+        self.min_gap = np.full(b, np.inf)
+        self.infeasible = np.zeros(b, dtype=int)
+        self.done = np.zeros(b, dtype=bool)
+        self.success = np.zeros(b, dtype=bool)
+        self.end_time = np.zeros(b)
+
+    def update(self, before: np.ndarray, step: SwarmStep, time: float,
+               infeasible: np.ndarray | None = None) -> np.ndarray:
+        """Score one step: ``before`` (B, N, 2) positions, ``step`` its result at ``time``;
+        ``infeasible`` (B, N) agents whose QP braked this step (``None``: not observed).
+        Returns ``done`` (B,)."""
+        state = step.state
+        positions = state.positions
+        live = ~self.done
+        self.travelled[live] += np.linalg.norm(positions - before, axis=-1)[live]
+        if infeasible is not None:
+            self.infeasible[live] += infeasible[live].sum(axis=1)
+        now_colliding = step.agent_collision | step.obstacle_collision
+        self.collisions[live] += (now_colliding & ~self.colliding)[live].sum(axis=1)
+        self.colliding = now_colliding
+        self.min_sep[live] = np.minimum(self.min_sep, step.min_agent_distance)[live]
+        if state.obstacle_positions.shape[1]:
+            gap = (np.linalg.norm(positions[:, :, None] - state.obstacle_positions[:, None], axis=-1)
+                   - state.obstacle_radii[:, None] - self.radius[:, None, None])
+            self.min_gap[live] = np.minimum(self.min_gap, gap.min(axis=(1, 2)))[live]
+        arrived_now = step.at_goal & np.isnan(self.first_arrival) & live[:, None]
+        self.first_arrival[arrived_now] = time
+        all_home = step.at_goal.all(axis=1)
+        finished = live & (all_home | (time >= self.limit - 1e-9))
+        self.success |= live & all_home
+        self.end_time[finished] = time
+        self.done |= finished
+        return self.done
+
+    def metrics(self, infeasible_observed: bool = True) -> list[EpisodeMetrics]:
+        """One row per scene; ``infeasible`` is -1 where QP outcomes were not observed."""
+        rows = []
+        n = self.travelled.shape[1]
+        for i, sc in enumerate(self.scenarios):
+            arrived = ~np.isnan(self.first_arrival[i])
+            ratio = self.travelled[i][arrived] / np.maximum(self.straight[i][arrived], 1e-9)
+            rows.append(EpisodeMetrics(
+                scenario=sc.name, seed=sc.seed, num_agents=n, success=bool(self.success[i]),
+                collisions=int(self.collisions[i]), min_separation_m=float(self.min_sep[i]),
+                min_obstacle_gap_m=float(self.min_gap[i]),
+                infeasible=int(self.infeasible[i]) if infeasible_observed else -1,
+                mean_time_to_goal_s=float(np.nanmean(self.first_arrival[i])) if arrived.any() else float("nan"),
+                path_length_ratio=float(ratio.mean()) if arrived.any() else float("nan"),
+                agents_at_goal=int(arrived.sum()), episode_time_s=float(self.end_time[i])))
+        return rows
+
+
 def rollout(scenarios: Sequence[SwarmScenario], controller: SwarmController, alpha_source: AlphaSource,
             on_step: Callable[[SwarmState, object], None] | None = None) -> list[EpisodeMetrics]:
     """Run B scenes together until each succeeds or hits its time limit; one metrics row each."""
     env = SwarmEnv(scenarios)
-    b, n = env.num_scenes, env.num_agents
-    limit = np.array([sc.time_limit_s for sc in scenarios])
-    radius = env.radius
-    start = env.positions.copy()
-    straight = np.linalg.norm(env.goals - start, axis=-1)
-    travelled = np.zeros((b, n))
-    first_arrival = np.full((b, n), np.nan)
-    colliding = np.zeros((b, n), dtype=bool)
-    collisions = np.zeros(b, dtype=int)
-    min_sep = np.full(b, np.inf)
-    min_gap = np.full(b, np.inf)
-    infeasible = np.zeros(b, dtype=int)
-    done = np.zeros(b, dtype=bool)
-    success = np.zeros(b, dtype=bool)
-    end_time = np.zeros(b)
+    scorer = EpisodeScorer(scenarios, env.positions.copy())
     state = env.state
-    while not done.all():
+    while not scorer.done.all():
         action = controller.act(state, alpha_source(state))
-        u = np.where(done[:, None, None], 0.0, action.u)
+        u = np.where(scorer.done[:, None, None], 0.0, action.u)
         before = env.positions.copy()
         step = env.step(u)
         state = step.state
-        live = ~done
-        travelled[live] += np.linalg.norm(env.positions - before, axis=-1)[live]
-        infeasible[live] += (action.status == AgentStatus.INFEASIBLE_BRAKE)[live].sum(axis=1)
-        now_colliding = step.agent_collision | step.obstacle_collision
-        collisions[live] += (now_colliding & ~colliding)[live].sum(axis=1)
-        colliding = now_colliding
-        min_sep[live] = np.minimum(min_sep, step.min_agent_distance)[live]
-        if env.num_obstacles:
-            gap = (np.linalg.norm(env.positions[:, :, None] - state.obstacle_positions[:, None], axis=-1)
-                   - state.obstacle_radii[:, None] - radius[:, None, None])
-            min_gap[live] = np.minimum(min_gap, gap.min(axis=(1, 2)))[live]
-        arrived_now = step.at_goal & np.isnan(first_arrival) & live[:, None]
-        first_arrival[arrived_now] = env.time
-        all_home = step.at_goal.all(axis=1)
-        finished = live & (all_home | (env.time >= limit - 1e-9))
-        success |= live & all_home
-        end_time[finished] = env.time
-        done |= finished
+        scorer.update(before, step, env.time, action.status == AgentStatus.INFEASIBLE_BRAKE)
         if on_step is not None:
             on_step(state, action)
-    rows = []
-    for i, sc in enumerate(scenarios):
-        arrived = ~np.isnan(first_arrival[i])
-        ratio = travelled[i][arrived] / np.maximum(straight[i][arrived], 1e-9)
-        rows.append(EpisodeMetrics(
-            scenario=sc.name, seed=sc.seed, num_agents=n, success=bool(success[i]), collisions=int(collisions[i]),
-            min_separation_m=float(min_sep[i]), min_obstacle_gap_m=float(min_gap[i]),
-            infeasible=int(infeasible[i]),
-            mean_time_to_goal_s=float(np.nanmean(first_arrival[i])) if arrived.any() else float("nan"),
-            path_length_ratio=float(ratio.mean()) if arrived.any() else float("nan"),
-            agents_at_goal=int(arrived.sum()), episode_time_s=float(end_time[i])))
-    return rows
+    return scorer.metrics()

@@ -4,7 +4,7 @@
 YAML launch frontend itself. The *same* file must still run under ``ros2 launch`` on a
 ROS machine, so this module accepts only the documented frontend format (a top-level
 ``launch:`` list of ``arg``, ``let``, ``node``, ``group``, ``push-ros-namespace``,
-``include``) and refuses anything else with a :class:`LaunchError` naming the file and
+``include``, ``for``) and refuses anything else with a :class:`LaunchError` naming the file and
 field, instead of guessing.
 
 Two halves, kept apart so tests and ``--print`` need no processes:
@@ -26,6 +26,13 @@ Semantics that follow ROS 2 (so both launchers agree):
   float), as launch_ros does.
 * ``if``/``unless`` accept ``true``/``false``/``1``/``0`` (any case) after substitution.
 * ``output`` is accepted (screen/log/both) but every line is shown, prefixed ``[name]``.
+* ``for: {len: N, name: i, children: [...]}`` (launch's ``ForLoop``, ROS 2 Jazzy and later)
+  expands its children for ``i`` = 0..N-1; ``len`` is substituted then read with ``int()``
+  (N <= 0: no iteration). As in launch, only the index is scoped: ``$(index i)`` is
+  defined inside the body (and files it includes) and nowhere else, while a ``let`` or
+  ``push-ros-namespace`` directly in the body leaks into the next iteration and past the
+  loop, because launch's ForLoop scopes its locals, not launch configurations. Put a
+  ``group`` in the body for per-iteration namespaces.
 """
 from __future__ import annotations
 
@@ -58,6 +65,7 @@ _ENTITY_KEYS = {
     "group": {"scoped", "forwarding", "children", "if", "unless"},
     "push-ros-namespace": {"namespace", "if", "unless"},
     "include": {"file", "arg", "if", "unless"},
+    "for": {"len", "name", "children", "if", "unless"},
 }
 _ALIASES = {"push_ros_namespace": "push-ros-namespace"}
 # Keys ros2 launch understands that this launcher does not implement: say so plainly.
@@ -88,8 +96,10 @@ class NodeSpec:
 
     @property
     def label(self) -> str:
-        """The ``[prefix]`` of this node's output lines."""
-        return self.name or self.exec
+        """The ``[prefix]`` of this node's output lines: ``robot_0/agent`` inside a namespace."""
+        base = self.name or self.exec
+        ns = self.namespace.strip("/")
+        return f"{ns}/{base}" if ns else base
 
 
 @dataclass(frozen=True)
@@ -111,9 +121,10 @@ class _Scope:
     file: Path
     variables: dict[str, str]
     namespace: str  # pushed namespace, "" or "/a/b"
+    indices: dict[str, int] = field(default_factory=dict)  # for-loop indices in scope ($(index NAME))
 
     def child(self, file: Path | None = None) -> _Scope:
-        return _Scope(file or self.file, dict(self.variables), self.namespace)
+        return _Scope(file or self.file, dict(self.variables), self.namespace, dict(self.indices))
 
 
 def package_share_dir() -> Path:
@@ -189,6 +200,8 @@ def _parse_actions(actions: list[Any], scope: _Scope, nodes: list[NodeSpec], whe
             _parse_group(body, scope, nodes, at, stack)
         elif kind == "include":
             _parse_include(body, scope, nodes, at, stack)
+        elif kind == "for":
+            _parse_for(body, scope, nodes, at, stack)
         else:
             nodes.append(_parse_node(body, scope, at))
 
@@ -216,6 +229,28 @@ def _parse_group(body: dict[str, Any], scope: _Scope, nodes: list[NodeSpec], at:
     scoped = _bool(body.get("scoped", True), scope, f"{at}.scoped")
     inner = scope.child() if scoped else scope
     _parse_actions(children, inner, nodes, f"{at}.children", stack)
+
+
+def _parse_for(body: dict[str, Any], scope: _Scope, nodes: list[NodeSpec], at: str,
+                stack: tuple[Path, ...]) -> None:
+    """launch's ForLoop: the children once per index; only the index itself is scoped."""
+    src = str(scope.file)
+    name = _required_str(body, "name", scope, at, substitute=False)
+    length_text = _required_str(body, "len", scope, at)
+    try:
+        length = int(length_text)
+    except ValueError:
+        raise LaunchError(src, f"{at}.len", f"expected an integer number of iterations, got {length_text!r}") from None
+    children = body.get("children")
+    if not isinstance(children, list):
+        raise LaunchError(src, f"{at}.children", "expected a list of actions")
+    outer = scope.indices
+    try:
+        for i in range(length):
+            scope.indices = {**outer, name: i}
+            _parse_actions(children, scope, nodes, f"{at}[{name}={i}].children", stack)
+    finally:
+        scope.indices = outer
 
 
 def _parse_include(body: dict[str, Any], scope: _Scope, nodes: list[NodeSpec], at: str,
@@ -457,6 +492,12 @@ class _Substituter:
             if args[0] != PACKAGE:
                 raise self.error(f"$(find-pkg-share {args[0]}): only '{PACKAGE}' is known without ROS")
             return str(package_share_dir())
+        if name == "index":
+            need(1, 1)
+            if args[0] not in self.scope.indices:
+                known = ", ".join(sorted(self.scope.indices)) or "none"
+                raise self.error(f"$(index {args[0]}): not inside a for loop named {args[0]!r} (in scope: {known})")
+            return str(self.scope.indices[args[0]])
         if name == "dirname":
             need(0, 0)
             return str(self.scope.file.parent)
@@ -467,8 +508,8 @@ class _Substituter:
             if len(args) != 1:
                 raise self.error("$(eval ...) takes one quoted Python expression: $(eval '1 + 2')")
             return self.evaluate(args[0])
-        raise self.error(f"unknown substitution $({name}) (known: var, env, optenv, find-pkg-share, dirname, "
-                         "filename, eval)")
+        raise self.error(f"unknown substitution $({name}) (known: var, env, optenv, find-pkg-share, index, "
+                         "dirname, filename, eval)")
 
     def evaluate(self, expression: str) -> str:
         """``$(eval)`` without builtins or dunder access: arithmetic and comparisons only."""
@@ -691,9 +732,11 @@ A launch file is ROS 2's YAML launch format, so `ros2 launch` runs it unchanged:
         name: planner
         if: $(eval "'$(var robot)' == 'mujoco'")
 
-Actions: arg, let, node, group (+ push-ros-namespace), include {file, arg: [{name, value}]};
-if/unless on any action. Substitutions: $(var N), $(env N [default]), $(optenv N [default]),
-$(find-pkg-share navkit), $(dirname), $(filename), $(eval 'python expression').
+Actions: arg, let, node, group (+ push-ros-namespace), include {file, arg: [{name, value}]},
+for {len, name, children} (children once per $(index NAME) = 0..len-1; wrap per-robot
+namespaces in a group); if/unless on any action. Substitutions: $(var N), $(env N [default]),
+$(optenv N [default]), $(find-pkg-share navkit), $(index NAME), $(dirname), $(filename),
+$(eval 'python expression').
 
 Example:  navkit launch my_robot.launch.yaml robot:=mujoco --print
 """

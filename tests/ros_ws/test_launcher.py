@@ -240,3 +240,94 @@ def test_sigint_to_launcher_stops_children(tmp_path: Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# ------------------------------------------------------------------ for loops (launch's ForLoop)
+
+
+def test_for_loop_expands_children_with_index(tmp_path: Path) -> None:
+    f = _write(tmp_path / "swarm.launch.yaml", """\
+        launch:
+        - arg: {name: n, default: "3"}
+        - for:
+            len: $(var n)
+            name: i
+            children:
+            - group:
+              - push-ros-namespace: {namespace: robot_$(index i)}
+              - node:
+                  pkg: navkit
+                  exec: navkit_planner
+                  name: agent
+                  param:
+                  - {name: robot_index, value: "$(index i)"}
+                  - {name: label, value: "r$(eval '$(index i) * 10')"}
+        - node: {pkg: navkit, exec: navkit_safety_filter, name: after}
+        """)
+    nodes = parse_launch_file(f)
+    assert [(n.namespace, n.name) for n in nodes] == [("/robot_0", "agent"), ("/robot_1", "agent"),
+                                                       ("/robot_2", "agent"), ("/", "after")]
+    assert [n.params["robot_index"] for n in nodes[:3]] == [0, 1, 2]  # read as YAML: ints
+    assert [n.params["label"] for n in nodes[:3]] == ["r0", "r10", "r20"]
+    assert len(parse_launch_file(f, {"n": "5"})) == 6
+    assert len(parse_launch_file(f, {"n": "0"})) == 1  # no iteration
+    assert len(parse_launch_file(f, {"n": "-2"})) == 1  # range(-2): none, as int() + range in launch
+
+
+def test_for_loop_scopes_only_its_index(tmp_path: Path) -> None:
+    """Like launch's ForLoop: the index is local to the body; let and push-ros-namespace leak."""
+    f = _write(tmp_path / "leak.launch.yaml", """\
+        launch:
+        - for:
+            len: 2
+            name: i
+            children:
+            - push-ros-namespace: {namespace: r$(index i)}
+            - let: {name: last, value: "$(index i)"}
+            - node: {pkg: navkit, exec: navkit_planner, name: "n$(index i)"}
+        - node: {pkg: navkit, exec: navkit_controller, name: "after_$(var last)"}
+        """)
+    nodes = parse_launch_file(f)
+    assert [(n.namespace, n.name) for n in nodes] == [("/r0", "n0"), ("/r0/r1", "n1"), ("/r0/r1", "after_1")]
+
+    outside = _write(tmp_path / "outside.launch.yaml", """\
+        launch:
+        - for: {len: 1, name: i, children: []}
+        - node: {pkg: navkit, exec: navkit_planner, name: "n$(index i)"}
+        """)
+    with pytest.raises(LaunchError, match=r"\$\(index i\): not inside a for loop"):
+        parse_launch_file(outside)
+
+
+def test_nested_for_loops_and_includes_see_the_index(tmp_path: Path) -> None:
+    _write(tmp_path / "one.launch.yaml", """\
+        launch:
+        - node: {pkg: navkit, exec: navkit_planner, name: "p$(index i)_$(index j)"}
+        """)
+    f = _write(tmp_path / "grid.launch.yaml", """\
+        launch:
+        - for:
+            len: 2
+            name: i
+            children:
+            - for:
+                len: "$(eval '$(index i) + 1')"
+                name: j
+                children:
+                - include: {file: "$(dirname)/one.launch.yaml"}
+        """)
+    assert [n.name for n in parse_launch_file(f)] == ["p0_0", "p1_0", "p1_1"]
+
+
+@pytest.mark.parametrize("body, where, problem", [
+    ("{len: two, name: i, children: []}", "len", "expected an integer"),
+    ("{len: 2.5, name: i, children: []}", "len", "expected an integer"),
+    ("{len: 2, children: []}", "name", "required attribute missing"),
+    ("{len: 2, name: i}", "children", "expected a list of actions"),
+    ("{len: 2, name: i, children: [], step: 2}", "step", "unknown attribute"),
+])
+def test_for_loop_errors_name_the_field(tmp_path: Path, body: str, where: str, problem: str) -> None:
+    f = _write(tmp_path / "bad.launch.yaml", f"launch:\n- for: {body}\n")
+    with pytest.raises(LaunchError, match=problem) as info:
+        parse_launch_file(f)
+    assert f"launch[0].for.{where}" in str(info.value) and str(f) in str(info.value)
