@@ -7,12 +7,12 @@ stage takes per call, measured in this run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from navkit.common.json_output import to_json
 from navkit.runner.in_process import STAGES, InProcessRunner, RunOptions
 from navkit.runner.stack_config import DEFAULT_PARAMS_FILE, load_stack_config
 from navkit.sim.mujoco_backend import MujocoRobot
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     r = run(a.scenario, a.seeds)
-    print(json.dumps(r, indent=2) if a.json else format_table(r))
+    print(to_json(r) if a.json else format_table(r))
     return 0
 
 

@@ -14,7 +14,6 @@ nominal commands and per-agent α), filtered by :class:`MultiAgentCbfFilter`. Ti
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from navkit.common.json_output import to_json
 from navkit.control.batched_qp import solve_qp_2d_batched
 from navkit.control.multi_agent_cbf import AgentStatus, MultiAgentCbfConfig, MultiAgentCbfFilter
 from navkit.control.qp_reference import ReferenceQp
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON instead of a table")
     args = parser.parse_args(argv)
     result = run(n_agents=args.agents, steps=args.steps, seed=args.seed, cvxpy_steps=args.cvxpy_steps)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    print(to_json(result) if args.json else format_table(result))
     return 0
 
 

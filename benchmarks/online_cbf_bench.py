@@ -9,7 +9,6 @@ policy + QP cost per agent per step on one core, for a 16-agent team.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from navkit.common.json_output import to_json
 from navkit.control.swarm_controller import FixedAlpha, SwarmController
 from navkit.planning.swarm_rollout import EpisodeMetrics, rollout
 from navkit.sim.swarm_scenario import load_swarm_scenario
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     r = run(a.scenario or DEFAULT_SCENARIOS, a.seeds, a.policy, progress=not a.json)
-    print(json.dumps(r, indent=2) if a.json else format_table(r))
+    print(to_json(r) if a.json else format_table(r))
     return 0
 
 

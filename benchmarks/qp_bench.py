@@ -10,7 +10,6 @@ their data is updated per instance.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import osqp
 import scipy.sparse as sp
 
+from navkit.common.json_output import to_json
 from navkit.control.cbf_filter import CbfFilterConfig, CbfSafetyFilter
 from navkit.control.qp_reference import ReferenceQp
 from navkit.control.small_qp import solve_qp_2d
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON instead of a table")
     args = parser.parse_args(argv)
     result = run(n_instances=args.n, k=args.k, seed=args.seed)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    print(to_json(result) if args.json else format_table(result))
     return 0
 
 

@@ -15,7 +15,6 @@ sensor update.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from navkit.common.json_output import to_json
 from navkit.runner.stack_config import DEFAULT_PARAMS_FILE
 
 WARMUP = 20
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON instead of a table")
     args = parser.parse_args(argv)
     result = run(n_scans=args.n, rate_hz=args.rate, domain_id=args.domain_id)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    print(to_json(result) if args.json else format_table(result))
     return 0
 
 

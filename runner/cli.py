@@ -6,11 +6,11 @@ traceback: users edit YAML files, and a traceback hides which line to fix.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from navkit.common.json_output import to_json
 from navkit.common.errors import NavkitError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def _run(scenario_path: Path, args: argparse.Namespace) -> int:
     if args.record:
         written.append(args.record)
     if args.json:
-        print(json.dumps(result.metrics, indent=2))
+        print(to_json(result.metrics))
     else:
         print(format_metrics_table(result.metrics))
         print("wrote: " + ", ".join(str(p) for p in written))
@@ -117,7 +117,7 @@ def _run_swarm(scenario_path: Path, args: argparse.Namespace) -> int:
         if v:
             written.append(v)
     if args.json:
-        print(json.dumps(result.metrics, indent=2))
+        print(to_json(result.metrics))
     else:
         print(format_swarm_metrics_table(result.metrics))
         print("wrote: " + ", ".join(str(p) for p in written))
@@ -137,25 +137,25 @@ def _bench(args: argparse.Namespace) -> int:
         from navkit.benchmarks import qp_bench
 
         result = qp_bench.run(n_instances=args.n, k=args.k, seed=args.seed)
-        print(json.dumps(result, indent=2) if args.json else qp_bench.format_table(result))
+        print(to_json(result) if args.json else qp_bench.format_table(result))
     elif args.which == "closed-loop":
         from navkit.benchmarks import closed_loop_bench
 
         scenario = args.scenario[0] if args.scenario else DEMO_SCENARIO
         result = closed_loop_bench.run(scenario_path=scenario, seeds=args.seeds or 3)
-        print(json.dumps(result, indent=2) if args.json else closed_loop_bench.format_table(result))
+        print(to_json(result) if args.json else closed_loop_bench.format_table(result))
     elif args.which == "ros-latency":
         from navkit.benchmarks import ros_latency_bench
 
         result = ros_latency_bench.run(n_scans=args.n, rate_hz=args.rate)
-        print(json.dumps(result, indent=2) if args.json else ros_latency_bench.format_table(result))
+        print(to_json(result) if args.json else ros_latency_bench.format_table(result))
     elif args.which == "online-cbf":
         from navkit.benchmarks import online_cbf_bench
 
         result = online_cbf_bench.run(args.scenario or online_cbf_bench.DEFAULT_SCENARIOS, seeds=args.seeds or 50,
                                       policy_path=args.policy or online_cbf_bench.DEFAULT_POLICY,
                                       progress=not args.json)
-        print(json.dumps(result, indent=2) if args.json else online_cbf_bench.format_table(result))
+        print(to_json(result) if args.json else online_cbf_bench.format_table(result))
     return 0
 
 

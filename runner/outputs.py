@@ -6,12 +6,12 @@ trajectories and where the safety filter stepped in.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from navkit.common.json_output import to_json
 from navkit.runner.in_process import RunResult
 from navkit.sim.scenario import Box, Scenario
 
@@ -44,7 +44,7 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
 def write_metrics(metrics: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    path.write_text(to_json(metrics) + "\n")
     return path
 
 

@@ -16,7 +16,6 @@ so a launch with ``on_exit: shutdown`` ends with the run.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from nav_msgs.msg import Odometry as OdometryMsg
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
+from navkit.common.json_output import to_json
 from navkit.common.errors import NavkitError
 from navkit.common.sensor_data import VelocityCommand
 from navkit.ros_ws.navkit_nodes.conversions import (
@@ -119,7 +119,7 @@ class RobotBridgeNode(Node):
         if self.config.output_dir:
             out = Path(self.config.output_dir)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (out / "metrics.json").write_text(to_json(metrics) + "\n")
         outcome = "all goals reached" if metrics["success"] else "time limit reached"
         self.get_logger().info(
             f"{outcome}: goals {metrics['goals_reached']}/{metrics['goals_total']}, collisions {metrics['collisions']}, "

@@ -29,7 +29,6 @@ the launch.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from rclpy.qos import QoSProfile
 from rosgraph_msgs.msg import Clock
 from visualization_msgs.msg import Marker, MarkerArray
 
+from navkit.common.json_output import to_json
 from navkit.common.errors import NavkitError
 from navkit.common.params import config_from_params
 from navkit.planning.swarm_rollout import EpisodeScorer
@@ -217,7 +217,7 @@ class SwarmBridgeNode(Node):
         if self.config.output_dir:
             out = Path(self.config.output_dir)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(json.dumps(row, indent=2) + "\n")
+            (out / "metrics.json").write_text(to_json(row) + "\n")
         outcome = "all robots at their goals" if row["success"] else "time limit reached"
         self.get_logger().info(
             f"{outcome}: {row['agents_at_goal']}/{row['num_agents']} arrived, collisions {row['collisions']}, "
