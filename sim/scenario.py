@@ -408,15 +408,20 @@ def _check_geometry(r: _Reader, sc: Scenario) -> None:
         check_point(g, f"goals[{i}]", "goal")
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file; raises :class:`ScenarioError` on any problem."""
+def read_scenario_yaml(path: str | Path) -> Any:
+    """The parsed YAML of a scenario file; a missing file or bad YAML is a :class:`ScenarioError`
+    naming the file (and line/column)."""
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(str(path), "<file>", "scenario file not found")
     try:
-        doc = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
         raise ScenarioError(str(path), where, f"malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
-    return parse_scenario(doc, str(path))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file; raises :class:`ScenarioError` on any problem."""
+    return parse_scenario(read_scenario_yaml(path), str(path))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from navkit.sim.scenario import ScenarioError, _list, _Reader
+from navkit.sim.scenario import ScenarioError, _list, _Reader, read_scenario_yaml
 
 DYNAMICS = ("single_integrator", "unicycle")
 LAYOUTS = ("circle", "swap_lines", "crossing", "explicit")
@@ -118,14 +118,7 @@ _TOP = {"name", "kind", "description", "seed", "dynamics", "time_limit_s", "cont
 def load_swarm_scenario(path: str | Path) -> SwarmScenarioSpec:
     """Read a swarm scenario file; validates it by expanding it once (seed from the file)."""
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(str(path), "<file>", "scenario file not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
-        raise ScenarioError(str(path), where, f"malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    doc = read_scenario_yaml(path)
     spec = SwarmScenarioSpec(_Reader(str(path)).mapping(doc, "", _TOP), str(path))
     if spec.doc.get("kind", "swarm") != "swarm":
         raise ScenarioError(str(path), "kind", f"expected 'swarm', got {spec.doc.get('kind')!r}")

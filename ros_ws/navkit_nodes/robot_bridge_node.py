@@ -27,7 +27,7 @@ from nav_msgs.msg import Odometry as OdometryMsg
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
-from navkit.common.json_output import to_json
+from navkit.runner.outputs import write_metrics
 from navkit.common.errors import NavkitError
 from navkit.common.sensor_data import VelocityCommand
 from navkit.ros_ws.navkit_nodes.conversions import (
@@ -117,9 +117,7 @@ class RobotBridgeNode(Node):
         metrics = self.monitor.summary()
         metrics["watchdog_trips"] = self.robot.watchdog_trips
         if self.config.output_dir:
-            out = Path(self.config.output_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(to_json(metrics) + "\n")
+            write_metrics(metrics, Path(self.config.output_dir))
         outcome = "all goals reached" if metrics["success"] else "time limit reached"
         self.get_logger().info(
             f"{outcome}: goals {metrics['goals_reached']}/{metrics['goals_total']}, collisions {metrics['collisions']}, "

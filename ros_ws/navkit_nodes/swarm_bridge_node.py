@@ -42,7 +42,7 @@ from rclpy.qos import QoSProfile
 from rosgraph_msgs.msg import Clock
 from visualization_msgs.msg import Marker, MarkerArray
 
-from navkit.common.json_output import to_json
+from navkit.runner.outputs import write_metrics
 from navkit.common.errors import NavkitError
 from navkit.common.params import config_from_params
 from navkit.planning.swarm_rollout import EpisodeScorer
@@ -215,9 +215,7 @@ class SwarmBridgeNode(Node):
         row.update(backend=self.backend, watchdog_trips=self.watchdog_trips, nonfinite_cmds=self.nonfinite_cmds,
                    real_time_factor=self.config.real_time_factor)
         if self.config.output_dir:
-            out = Path(self.config.output_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(to_json(row) + "\n")
+            write_metrics(row, Path(self.config.output_dir))
         outcome = "all robots at their goals" if row["success"] else "time limit reached"
         self.get_logger().info(
             f"{outcome}: {row['agents_at_goal']}/{row['num_agents']} arrived, collisions {row['collisions']}, "
