@@ -3,7 +3,7 @@
 For every scenario file and seed the same episodes are run with each fixed α of the
 grid and with the online policy; "best fixed α" is picked per scenario by that grid
 search (highest success, then shortest time-to-goal), as a user tuning by hand would.
-Seeds start at ``SEED_OFFSET`` so they never overlap the trainer's seeds. Also timed:
+Seeds start at ``SEED_OFFSET`` so they never overlap the trainer's training or model-selection seeds. Also timed:
 policy + QP cost per agent per step on one core, for a 16-agent team.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ from navkit.sim.swarm_scenario import load_swarm_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIOS = [REPO / "scenarios" / "multi" / f"{n}.yaml"
-                     for n in ("circle_swap", "narrow_passage", "cluttered", "moving_obstacles")]
+                     for n in ("circle_swap", "narrow_passage", "cluttered", "moving_obstacles", "circle_swap_unicycle")]
 DEFAULT_POLICY = REPO / "control" / "policies" / "online_cbf_gnn.pt"
 ALPHA_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
-SEED_OFFSET = 1_000_000
+SEED_OFFSET = 2_000_000
 BATCH = 25
 """Scenes stepped together (memory and speed sweet spot on 2 cores)."""
 

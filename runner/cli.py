@@ -162,7 +162,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from navkit.planning.online_cbf_training import main as train_main
 
-    return train_main(["--config", str(args.config)] + (["--resume"] if args.resume else []))
+    return train_main(["--config", str(args.config)] + (["--fresh"] if args.fresh else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("what", choices=["online-cbf"])
     train.add_argument("--config", type=Path, default=REPO_ROOT / "planning" / "configs" / "online_cbf.yaml",
                        help="training config YAML (default: %(default)s)")
-    train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train.add_argument("--fresh", action="store_true",
+                       help="start over instead of resuming from the run's last checkpoint (resume is the default)")
     return parser
 
 
