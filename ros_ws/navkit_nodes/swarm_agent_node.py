@@ -159,7 +159,28 @@ def load_alpha_source(cfg: SwarmAgentConfig, log_warning) -> tuple[object, str]:
     except ImportError as exc:
         log_warning(f"navkit.control.online_cbf_policy does not import ({exc}): using fixed alpha {cfg.alpha}")
         return FixedAlpha(cfg.alpha), f"fixed alpha {cfg.alpha}"
+    _single_threaded_torch()
     return OnlineCbfPolicy.load(cfg.policy), f"policy {cfg.policy}"
+
+
+def _single_threaded_torch() -> None:
+    """One intra-op (and inter-op) thread for the policy's torch in this process.
+
+    The GNN runs on a graph of a handful of nodes, where threads buy nothing; but a launch runs
+    one agent process per robot plus the bridge, and torch's default of one OpenMP thread per core
+    in every process oversubscribes the CPU (idle OpenMP workers spin-wait). Measured with 4 robots
+    on 2 cores: agents then handled only about half of the control periods, their /swarm/states
+    broadcasts reached neighbours 0.1-1 s late (or were dropped as stale), and robots passing each
+    other touched (min separation 0.38 m < D = 0.45 m). With one thread every period is handled
+    and neighbour states are at most one period old.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work has started: intra-op is what matters
+        pass
 
 
 class SwarmAgentNode(Node):
@@ -195,9 +216,11 @@ class SwarmAgentNode(Node):
         self.cmd_pub = self.create_publisher(TwistStamped, "cmd_vel", qos)
         self.state_pub = self.create_publisher(OdometryMsg, STATES_TOPIC, QoSProfile(depth=50))
         self.goal_pub = self.create_publisher(OdometryMsg, GOALS_TOPIC, latched)
-        self.create_subscription(OdometryMsg, "odom", self._on_odom, qos)
+        # Own odometry: only the newest sample matters (one writer, KEEP_LAST 1), so a node that
+        # falls behind skips to the present instead of working through a backlog of old states.
+        self.create_subscription(OdometryMsg, "odom", self._on_odom, QoSProfile(depth=1))
         self.create_subscription(MarkerArray, "obstacles", self._on_obstacles, qos)
-        self.create_subscription(OdometryMsg, STATES_TOPIC, self._on_state, QoSProfile(depth=50))
+        self.states_sub = self.create_subscription(OdometryMsg, STATES_TOPIC, self._on_state, QoSProfile(depth=50))
         self.create_subscription(OdometryMsg, GOALS_TOPIC, self._on_goal, latched)
         self._publish_goal()
         self.create_timer(1.0 / cfg.rate_hz, self._watchdog)
@@ -243,6 +266,30 @@ class SwarmAgentNode(Node):
         pos, yaw, vel = odometry_world(msg)
         self.neighbours[j] = NeighbourState(pos, vel, yaw, from_time(msg.header.stamp))
 
+    def _drain_states(self) -> None:
+        """Take every neighbour broadcast already delivered but not yet handled by the executor.
+
+        /swarm/states carries N messages per control period against one ``odom``, and the
+        single-threaded executor takes one message per ready subscription per wait cycle, so
+        whenever the node is short of CPU the broadcasts queue up (up to the depth, 50 = about
+        half a second at N = 4) and the neighbour table lags the robot's own odometry: close
+        neighbours then look stale (dropped) or are seen where they were ~0.5 s ago. Reading
+        the queue empty before each control step makes the table as fresh as DDS delivered it.
+        """
+        sub = self.states_sub
+        try:
+            with sub.handle:
+                while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
+                    self._on_state(taken[0])
+        except Exception as exc:  # noqa: BLE001 - an rclpy internals change must not stop the robot
+            self._log_once(f"cannot drain {STATES_TOPIC} ({type(exc).__name__}: {exc})")
+
+    def _log_once(self, why: str) -> None:
+        now = time.monotonic()
+        if now - self._last_logged.get(why, -math.inf) >= 1.0:
+            self._last_logged[why] = now
+            self.get_logger().warning(why)
+
     def _on_goal(self, msg: OdometryMsg) -> None:
         j = robot_index_of(msg.child_frame_id)
         if j is not None and j != self.config.robot_index:
@@ -278,6 +325,7 @@ class SwarmAgentNode(Node):
             return
         tol = self.scenario.goal_tolerance_m
         self.reached |= bool(np.linalg.norm(pos - self.goal) <= tol)
+        self._drain_states()
         chosen = select_neighbours(pos, self.neighbours, self.scenario.sensing_radius_m, stamp,
                                    self.config.stale_timeout_s)
         positions, velocities, headings, goals, active = [pos], [vel], [yaw], [self.goal], [not self.reached]
