@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,14 @@ class SwarmBridgeConfig:
     """Watchdog, in sim seconds: a robot whose cmd_vel is older than this is stopped."""
     output_dir: str = ""
     """Where metrics.json goes at the end (empty: nowhere)."""
+    wait_for_robots_s: float = 60.0
+    """Hold the clock at 0 until every robot has sent a first cmd_vel, for up to this many wall seconds:
+    agent nodes take seconds to start (torch, the policy), and an episode must not run while they load.
+    After the timeout the run starts anyway; a silent robot is stopped by the watchdog."""
 
     def __post_init__(self) -> None:
+        if self.wait_for_robots_s < 0:
+            raise ValueError("wait_for_robots_s must be >= 0")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.num_agents < 0:
@@ -126,6 +133,9 @@ class SwarmBridgeNode(Node):
         self.scorer = EpisodeScorer([self.scenario], self.state.positions.copy())
         self.commands = np.zeros((n, 2))
         self.cmd_arrival = np.full(n, -math.inf)  # sim time each robot's latest command arrived
+        self.heard = np.zeros(n, dtype=bool)
+        self.started = False
+        self.wall_start = time.monotonic()
         self.stale = np.ones(n, dtype=bool)
         self.watchdog_trips = 0
         self.nonfinite_cmds = 0
@@ -152,6 +162,7 @@ class SwarmBridgeNode(Node):
             self.get_logger().warning(f"non-finite cmd_vel for robot_{i}: stopping it", throttle_duration_sec=1.0)
             u = (0.0, 0.0)
         self.commands[i] = u
+        self.heard[i] = True
         # Freshness from arrival, as a motor driver measures it.
         self.cmd_arrival[i] = float(self.state.time)
 
@@ -164,6 +175,18 @@ class SwarmBridgeNode(Node):
     # ------------------------------------------------------------------ stepping
 
     def _step(self) -> None:
+        if not self.started:
+            waited = time.monotonic() - self.wall_start
+            if not self.heard.all() and waited < self.config.wait_for_robots_s:
+                self._publish()  # time stands still; robots see their start state
+                self.get_logger().info(f"waiting for robots: {int(self.heard.sum())}/{self.n} have sent cmd_vel",
+                                       throttle_duration_sec=2.0)
+                return
+            if not self.heard.all():
+                self.get_logger().warning(f"starting without robots {np.flatnonzero(~self.heard).tolist()}: "
+                                          f"no cmd_vel after {waited:.0f} s")
+            self.started = True
+            self.cmd_arrival[:] = float(self.state.time)  # commands sent while waiting count as fresh
         before = self.state.positions.copy()
         step = self.sim.step(self._applied_commands()[None])
         self.state = step.state
