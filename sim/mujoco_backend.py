@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand  # noqa: E402
 from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf  # noqa: E402
-from navkit.sim.robot_interface import SimulationDiverged  # noqa: E402
+from navkit.sim.mujoco_divergence import check_mujoco_divergence  # noqa: E402
 from navkit.sim.scenario import Scenario  # noqa: E402
 
 
@@ -205,12 +205,4 @@ class MujocoRobot:
         self._odom_twist = (float(v), float(w))
 
     def _check_divergence(self) -> None:
-        # MuJoCo auto-resets the data when qpos/qvel/qacc go bad (so the state looks finite
-        # again, back at the start with t reset); only its warning counters remember it.
-        d = self.data
-        w = mujoco.mjtWarning
-        bad = any(d.warning[k].number > 0 for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL, w.mjWARN_BADQACC))
-        if bad or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
-            raise SimulationDiverged(
-                f"{self.scenario.source}: MuJoCo diverged at t={d.time:.3f} s (non-finite state or bad acceleration)"
-            )
+        check_mujoco_divergence(self.data, self.scenario.source)

@@ -33,7 +33,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from navkit.common.swarm_state import SwarmState  # noqa: E402
-from navkit.sim.robot_interface import SimulationDiverged  # noqa: E402
+from navkit.sim.mujoco_divergence import check_mujoco_divergence  # noqa: E402
 from navkit.sim.swarm_env import SwarmStep  # noqa: E402
 from navkit.sim.swarm_scenario import SwarmScenario  # noqa: E402
 
@@ -298,13 +298,7 @@ class MujocoSwarm:
             self.data.mocap_pos[self._mocap[k], :2] = p
 
     def _check_divergence(self) -> None:
-        # MuJoCo auto-resets the data when qpos/qvel/qacc go bad; only the warnings remember it.
-        d = self.data
-        w = mujoco.mjtWarning
-        bad = any(d.warning[k].number > 0 for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL, w.mjWARN_BADQACC))
-        if bad or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
-            raise SimulationDiverged(
-                f"{self.scenario.source}: MuJoCo swarm diverged at t={d.time:.3f} s (non-finite state or bad acceleration)")
+        check_mujoco_divergence(self.data, self.scenario.source)
 
     # ------------------------------------------------------------------ rendering
 

@@ -18,6 +18,7 @@ class SimulationDiverged(NavkitError):
     """Physics produced NaN/Inf or exploded; the episode cannot continue honestly."""
 
 
+
 @runtime_checkable
 class RobotInterface(Protocol):
     """What every backend (MuJoCo, PyBullet, a serial motor controller, ...) provides."""
