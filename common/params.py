@@ -14,9 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from navkit.common.errors import ParameterError
+from navkit.common.yaml_file import read_yaml_file
 
 T = TypeVar("T")
 
@@ -36,17 +35,6 @@ def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ParameterError(str(path), "<file>", "parameter file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "<yaml>"
-        raise ParameterError(str(path), where, f"malformed YAML ({getattr(exc, 'problem', exc)})") from None
-
-
 def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
     """The flattened ``ros__parameters`` of one node, wildcard sections (``/**``) first.
 
@@ -54,7 +42,7 @@ def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
     the full name, then by the bare name, as ROS 2 does for a parameter file.
     """
     path = Path(path)
-    doc = _read_yaml(path)
+    doc = read_yaml_file(path, ParameterError, "parameter file")
     if doc is None:
         return {}
     if not isinstance(doc, dict):

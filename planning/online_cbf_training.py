@@ -35,10 +35,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import yaml
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from navkit.common.errors import ParameterError
+from navkit.common.yaml_file import read_yaml_file
 from navkit.common.swarm_state import SwarmState
 from navkit.control.online_cbf_policy import OnlineCbfGnn, OnlineCbfPolicy, OnlineCbfPolicyConfig
 from navkit.control.swarm_controller import SwarmController
@@ -149,12 +149,7 @@ def policy_config(cfg: TrainConfig) -> OnlineCbfPolicyConfig:
 def load_config(path: str | Path) -> TrainConfig:
     """YAML → TrainConfig; an unknown key or a wrongly typed value raises :class:`TrainConfigError`."""
     path = Path(path)
-    if not path.is_file():
-        raise TrainConfigError(str(path), "<file>", "training config not found")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise TrainConfigError(str(path), "<yaml>", f"malformed YAML ({exc})") from None
+    doc = read_yaml_file(path, TrainConfigError, "training config") or {}
     if not isinstance(doc, dict):
         raise TrainConfigError(str(path), "<root>", "expected a mapping of TrainConfig fields")
     types = {f.name for f in fields(TrainConfig)}

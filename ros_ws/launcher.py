@@ -56,6 +56,7 @@ from typing import Any
 import yaml
 
 from navkit.common.errors import FieldError
+from navkit.common.yaml_file import read_yaml_file
 
 PACKAGE = "navkit"
 _ENTITY_KEYS = {
@@ -147,16 +148,9 @@ def _parse_file(scope: _Scope, nodes: list[NodeSpec], stack: tuple[Path, ...]) -
     src = str(scope.file)
     if scope.file in stack:
         raise LaunchError(src, "include", "launch file includes itself (cycle)")
-    if not scope.file.is_file():
-        raise LaunchError(src, "<file>", "launch file not found")
-    if scope.file.suffix not in (".yaml", ".yml"):
+    if scope.file.is_file() and scope.file.suffix not in (".yaml", ".yml"):
         raise LaunchError(src, "<file>", "only YAML launch files (.yaml/.yml) can run without ros2 launch")
-    try:
-        doc = yaml.safe_load(scope.file.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "<yaml>"
-        raise LaunchError(src, where, f"malformed YAML ({getattr(exc, 'problem', exc)})") from None
+    doc = read_yaml_file(scope.file, LaunchError, "launch file", source=src)
     if not isinstance(doc, dict) or set(doc) != {"launch"} or not isinstance(doc["launch"], list):
         raise LaunchError(src, "<top level>", "expected a mapping with one key 'launch' holding a list of actions")
     _parse_actions(doc["launch"], scope, nodes, "launch", stack + (scope.file,))

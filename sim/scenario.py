@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from navkit.common.errors import FieldError
+from navkit.common.yaml_file import read_yaml_file
 
 KNOWN_BACKENDS = ("mujoco",)
 """Simulator backends this build can run (PyBullet comes with its own issue)."""
@@ -411,15 +411,7 @@ def _check_geometry(r: _Reader, sc: Scenario) -> None:
 def read_scenario_yaml(path: str | Path) -> Any:
     """The parsed YAML of a scenario file; a missing file or bad YAML is a :class:`ScenarioError`
     naming the file (and line/column)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(str(path), "<file>", "scenario file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<yaml>"
-        raise ScenarioError(str(path), where, f"malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    return read_yaml_file(path, ScenarioError, "scenario file")
 
 
 def load_scenario(path: str | Path) -> Scenario:
