@@ -96,7 +96,7 @@ def time_policy_and_qp(policy: Any, scenario_path: Path, num_agents: int = 16, s
 def run(scenario_paths: Sequence[Path] = DEFAULT_SCENARIOS, seeds: int = 50, policy_path: Path | None = DEFAULT_POLICY,
         progress: bool = True) -> dict[str, Any]:
     policy = None
-    if policy_path is not None and Path(policy_path).is_file():
+    if policy_path is not None:  # a missing or broken checkpoint is an error naming the file
         from navkit.control.online_cbf_policy import OnlineCbfPolicy
 
         policy = OnlineCbfPolicy.load(policy_path)

@@ -125,12 +125,3 @@ def config_from_params(cls: type[T], params: dict[str, Any], source: str, prefix
     except (ValueError, TypeError) as exc:
         raise ParameterError(source, prefix or cls.__name__, str(exc)) from None
 
-
-def config_to_params(config: Any, prefix: str = "") -> dict[str, Any]:
-    """Dataclass -> flat parameter dict (used to declare ROS 2 parameters with defaults)."""
-    head = f"{prefix}." if prefix else ""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        out[head + f.name] = list(value) if isinstance(value, tuple) else value
-    return out

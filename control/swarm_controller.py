@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from navkit.common.swarm_state import SwarmState
-from navkit.control.multi_agent_cbf import AgentStatus, MultiAgentCbfConfig, MultiAgentCbfFilter
+from navkit.control.multi_agent_cbf import MultiAgentCbfConfig, MultiAgentCbfFilter
 
 SCENE_SPACING_M = 1.0e4
 """Distance between batched scenes: far beyond any sensing radius."""

@@ -43,6 +43,7 @@ from navkit.common.swarm_state import SwarmState
 from navkit.control.online_cbf_policy import OnlineCbfGnn, OnlineCbfPolicy, OnlineCbfPolicyConfig
 from navkit.control.swarm_controller import SwarmController
 from navkit.planning.swarm_rollout import EpisodeMetrics, rollout
+from navkit.sim.scenario import ScenarioError
 from navkit.sim.swarm_scenario import SwarmScenario, SwarmScenarioSpec, load_swarm_scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +215,7 @@ def sample_episodes(specs: Sequence[SwarmScenarioSpec], cfg: TrainConfig, rng: n
         for s in seeds:
             try:
                 sc = spec.expand(seed=int(s), num_agents=n)
-            except Exception:  # a layout that cannot hold n agents: use the file's own count
+            except ScenarioError:  # a layout that cannot hold n agents: use the file's own count
                 sc = spec.expand(seed=int(s))
             if cfg.episode_time_s > 0:
                 sc = replace(sc, time_limit_s=min(sc.time_limit_s, cfg.episode_time_s))

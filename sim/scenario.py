@@ -19,7 +19,7 @@ Example (``scenarios/warehouse_demo.yaml`` is a complete one)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -193,8 +193,6 @@ class Scenario:
 
     def with_overrides(self, **changes: Any) -> "Scenario":
         """A copy with some fields replaced (CLI overrides such as --seed)."""
-        from dataclasses import replace
-
         return replace(self, **changes)
 
 
