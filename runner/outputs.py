@@ -90,12 +90,21 @@ def write_trajectory_plot(scenario: Scenario, result: RunResult, path: Path) -> 
     m = result.metrics
     ax.set_title(f"{scenario.name}: goals {m['goals_reached']}/{m['goals_total']}, collisions {m['collisions']}, "
                  f"min clearance {m['min_clearance_m']:.2f} m, filter interventions {m['filter_interventions']}")
-    ax.set_xlim(xmin - 0.5, xmax + 0.5)
-    ax.set_ylim(ymin - 0.5, ymax + 0.5)
+    return save_map_figure(fig, ax, scenario.bounds, path, pad=0.5, legend_columns=6)
+
+
+def save_map_figure(fig: Any, ax: Any, bounds: tuple[float, float, float, float], path: Path, *, pad: float,
+                    legend_columns: int) -> Path:
+    """Frame a top-down map plot on ``bounds`` (metres, equal aspect), legend below, and save it."""
+    import matplotlib.pyplot as plt
+
+    xmin, ymin, xmax, ymax = bounds
+    ax.set_xlim(xmin - pad, xmax + pad)
+    ax.set_ylim(ymin - pad, ymax + pad)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=6, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=legend_columns, fontsize=8, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from navkit.control.multi_agent_cbf import AgentStatus
+from navkit.runner.outputs import save_map_figure
 from navkit.runner.swarm_runner import SwarmRunResult
 from navkit.sim.mujoco_swarm import agent_rgb
 from navkit.sim.swarm_scenario import SwarmScenario
@@ -106,14 +107,4 @@ def write_trajectories_plot(scenario: SwarmScenario, result: SwarmRunResult, pat
     ax.set_title(f"{scenario.name} ({m['num_agents']} agents, α: {m['alpha']['source']}): "
                  f"at goal {m['agents_at_goal']}/{m['num_agents']}, collisions {m['collisions']}, "
                  f"min sep {_fmt(m['min_separation_m'], '.2f')} m", fontsize=10)
-    ax.set_xlim(xmin - 0.3, xmax + 0.3)
-    ax.set_ylim(ymin - 0.3, ymax + 0.3)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_map_figure(fig, ax, scenario.bounds, path, pad=0.3, legend_columns=3)
