@@ -14,6 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def is_fresh(stamp: float, now: float, timeout_s: float) -> bool:
+    """True when ``stamp`` is finite and within ``timeout_s`` of ``now``, in either direction.
+
+    Staleness is ``|now - stamp| > timeout``: a message stamped in the future (a clock
+    jump, a driver with the wrong time base) is as untrustworthy as an old one, and one
+    stamped +1000 s must not look fresh for the next 1000 s.
+    """
+    return math.isfinite(stamp) and math.isfinite(now) and abs(now - stamp) <= timeout_s
+
+
 @dataclass(frozen=True)
 class Pose2D:
     """Planar pose (metres, radians) in whatever frame the owner names."""
@@ -46,7 +56,12 @@ class Odometry:
 
 @dataclass(frozen=True)
 class LaserScan:
-    """A planar scan; ``ranges`` beyond ``range_max`` (or inf) mean 'no return'."""
+    """A planar scan, read as REP-117 says.
+
+    Per ray: a finite range in ``[range_min, range_max)`` is a hit; ``+inf`` (or exactly
+    ``range_max``) is "no return"; ``-inf`` is "too close to measure"; NaN or any other
+    finite value is an *invalid* reading, which tells nothing about that direction.
+    """
 
     stamp: float
     angle_min: float
@@ -60,12 +75,46 @@ class LaserScan:
     def angles(self) -> np.ndarray:
         return self.angle_min + self.angle_increment * np.arange(len(self.ranges))
 
-    def points_xy(self) -> np.ndarray:
-        """Hit points (N, 2) in the sensor frame; 'no return' rays and NaNs are dropped."""
+    def problem(self, max_invalid_fraction: float = 0.0) -> str | None:
+        """Why this scan cannot show where obstacles are, or None when it can.
+
+        A scan that cannot show obstacles is not evidence of free space: no rays, a
+        non-finite header, ``range_max <= range_min``, a zero or overlapping angle step,
+        any NaN range, or more than ``max_invalid_fraction`` of rays invalid.
+        """
+        n = len(self.ranges)
+        if n == 0:
+            return "scan has no rays"
+        header = (self.stamp, self.angle_min, self.angle_increment, self.range_min, self.range_max)
+        if not all(math.isfinite(x) for x in header):
+            return "scan header holds NaN/Inf"
+        if self.range_min < 0.0 or self.range_max <= self.range_min:
+            return f"scan range limits are invalid (range_min {self.range_min:g}, range_max {self.range_max:g})"
+        if self.angle_increment == 0.0 or abs(self.angle_increment) * (n - 1) > 2.0 * math.pi + 1e-6:
+            return f"scan angle_increment {self.angle_increment:g} does not span a scan of {n} rays"
         r = np.asarray(self.ranges, dtype=float)
-        ok = np.isfinite(r) & (r >= self.range_min) & (r < self.range_max)
-        a = self.angles[ok]
-        return np.stack([r[ok] * np.cos(a), r[ok] * np.sin(a)], axis=1)
+        if np.isnan(r).any():
+            return "scan holds NaN ranges"
+        invalid = int(n - np.count_nonzero(np.isinf(r) | ((r >= self.range_min) & (r <= self.range_max))))
+        if invalid > max_invalid_fraction * n:
+            return f"{invalid} of {n} scan rays hold invalid ranges (outside [range_min, range_max], not +-inf)"
+        return None
+
+    def points_xy(self, *, too_close_as_hits: bool = False, max_range_m: float = math.inf,
+                  stride: int = 1) -> np.ndarray:
+        """Hit points (N, 2) in the sensor frame; no-return and invalid rays are dropped.
+
+        ``too_close_as_hits`` keeps ``-inf`` rays as points at ``range_min``: for a safety
+        filter an unmeasurably close object is the most important one; a localiser has no
+        use for it. ``max_range_m`` drops farther hits; ``stride`` keeps every k-th ray.
+        """
+        r = np.asarray(self.ranges, dtype=float)[::stride]
+        a = self.angles[::stride]
+        if too_close_as_hits:
+            r = np.where(r == -np.inf, self.range_min, r)
+        ok = (r >= self.range_min) & (r < min(self.range_max, max_range_m))
+        r, a = r[ok], a[ok]
+        return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from navkit.control.cbf_filter import (
     FilterResult,
     FilterStats,
     FilterStatus,
-    scan_points,
 )
 from navkit.control.pure_pursuit import PurePursuit, PurePursuitConfig
 from navkit.control.small_qp import QpSolution, solve_qp_2d
@@ -23,6 +22,5 @@ __all__ = [
     "PurePursuit",
     "PurePursuitConfig",
     "QpSolution",
-    "scan_points",
     "solve_qp_2d",
 ]

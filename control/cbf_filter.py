@@ -30,7 +30,7 @@ from enum import Enum
 
 import numpy as np
 
-from navkit.common.sensor_data import LaserScan, VelocityCommand
+from navkit.common.sensor_data import LaserScan, VelocityCommand, is_fresh
 from navkit.control.small_qp import solve_qp_2d
 
 _PASS_TOL = 1e-9
@@ -70,6 +70,14 @@ class CbfFilterConfig:
     stale_timeout_s: float = 0.5
     """A command or scan older (or from further in the future) than this is refused and the
     robot stops: acting on old data is driving blind."""
+    scan_frame_id: str = "base_scan"
+    """The frame the scan must be in (the lidar on the base's vertical axis); a scan in any
+    other frame is refused, since its points would put the barriers in the wrong place.
+    Empty accepts any frame."""
+    max_invalid_ray_fraction: float = 0.1
+    """Largest share of rays with invalid readings (finite but outside [range_min, range_max])
+    a scan may hold and still be used; those rays show nothing, so beyond this the scan is
+    refused and the robot stops. A scan that cannot show obstacles is not free space."""
 
     def __post_init__(self) -> None:
         finite = ("alpha", "lookahead_m", "robot_radius_m", "margin_m", "v_min", "v_max", "omega_max",
@@ -96,6 +104,10 @@ class CbfFilterConfig:
             raise ValueError(f"max_constraints: must be an integer >= 1, got {self.max_constraints!r}")
         if self.stale_timeout_s <= 0.0:
             raise ValueError(f"stale_timeout_s: must be > 0, got {self.stale_timeout_s}")
+        if not 0.0 <= self.max_invalid_ray_fraction < 1.0:
+            raise ValueError(f"max_invalid_ray_fraction: must be in [0, 1), got {self.max_invalid_ray_fraction}")
+        if self.max_constraints > 360:
+            raise ValueError(f"max_constraints: must be <= 360, got {self.max_constraints}")
 
 
 class FilterStatus(Enum):
@@ -108,7 +120,8 @@ class FilterStatus(Enum):
     INFEASIBLE_BRAKE = "infeasible_brake"
     """No safe command exists (robot already too close): output is zero."""
     INVALID_INPUT = "invalid_input"
-    """NaN/Inf in the command, its stamp, the clock or the scan: output is zero."""
+    """NaN/Inf in the command, its stamp or the clock, or a scan that cannot show obstacles
+    (no rays, bad header, NaN or too many invalid ranges, wrong frame): output is zero."""
     STALE_INPUT = "stale_input"
     """Command or scan too old (or from the future): output is zero."""
     NO_SCAN = "no_scan"
@@ -124,6 +137,8 @@ class FilterResult:
     num_constraints: int
     min_h: float
     solve_time_s: float
+    detail: str = ""
+    """Why an input was refused (empty otherwise), for the log line."""
 
 
 @dataclass
@@ -136,24 +151,6 @@ class FilterStats:
     invalid_input: int = 0
     stale_input: int = 0
     no_scan: int = 0
-
-
-def scan_points(scan: LaserScan) -> np.ndarray:
-    """Obstacle points (N, 2) in the base frame from a scan, the way the filter reads it.
-
-    REP-117: +inf is 'no return' (dropped); −inf is 'too close to measure', kept as a point
-    at ``range_min`` (unlike ``LaserScan.points_xy``, which drops it: for a safety filter
-    an unmeasurably close object is the most important one). Finite ranges outside
-    [range_min, range_max) are invalid readings and dropped. NaN must be rejected by the
-    caller before this.
-    """
-    r = np.asarray(scan.ranges, dtype=float)
-    a = scan.angles
-    r = np.where(r == -np.inf, scan.range_min, r)
-    ok = (r >= scan.range_min) & (r < scan.range_max)
-    r = r[ok]
-    a = a[ok]
-    return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
 
 
 class CbfSafetyFilter:
@@ -211,13 +208,13 @@ class CbfSafetyFilter:
         """
         if self._cached_scan is scan:
             return self._cached_rows
-        A_cbf, b_cbf, h = self._barrier_rows(scan_points(scan))
+        A_cbf, b_cbf, h = self._barrier_rows(scan.points_xy(too_close_as_hits=True))
         rows = (np.vstack([A_cbf, self._box_A]), np.concatenate([b_cbf, self._box_b]),
                 float(h.min()) if h.size else math.inf)
         self._cached_scan, self._cached_rows = scan, rows
         return rows
 
-    def _refuse(self, status: FilterStatus, now: float, t0: float) -> FilterResult:
+    def _refuse(self, status: FilterStatus, now: float, t0: float, detail: str = "") -> FilterResult:
         stamp = now if math.isfinite(now) else 0.0
         return FilterResult(
             command=VelocityCommand(stamp=stamp, v=0.0, omega=0.0),
@@ -225,38 +222,44 @@ class CbfSafetyFilter:
             num_constraints=0,
             min_h=math.inf,
             solve_time_s=time.perf_counter() - t0,
+            detail=detail,
         )
 
     def _is_stale(self, stamp: float, now: float) -> bool:
-        return abs(now - stamp) > self.config.stale_timeout_s
+        return not is_fresh(stamp, now, self.config.stale_timeout_s)
 
     def filter(self, cmd: VelocityCommand, scan: LaserScan | None, now: float) -> FilterResult:
         """The command to send this tick; zero whenever the inputs cannot be trusted."""
         t0 = time.perf_counter()
         s = self.stats
         s.ticks += 1
-        if not (math.isfinite(now) and cmd.is_finite()):
+        c = self.config
+        if not math.isfinite(now):
             s.invalid_input += 1
-            return self._refuse(FilterStatus.INVALID_INPUT, now, t0)
+            return self._refuse(FilterStatus.INVALID_INPUT, now, t0, "clock is NaN/Inf")
+        if not cmd.is_finite():
+            s.invalid_input += 1
+            return self._refuse(FilterStatus.INVALID_INPUT, now, t0, "command holds NaN/Inf")
         if self._is_stale(cmd.stamp, now):
             s.stale_input += 1
-            return self._refuse(FilterStatus.STALE_INPUT, now, t0)
+            return self._refuse(FilterStatus.STALE_INPUT, now, t0, f"command stamped {cmd.stamp - now:+.3f} s from now")
         if scan is None:
             s.no_scan += 1
-            return self._refuse(FilterStatus.NO_SCAN, now, t0)
-        ranges = np.asarray(scan.ranges, dtype=float)
-        scan_fields = (scan.stamp, scan.angle_min, scan.angle_increment, scan.range_min, scan.range_max)
-        if not all(math.isfinite(x) for x in scan_fields) or np.isnan(ranges).any():
-            s.invalid_input += 1
-            return self._refuse(FilterStatus.INVALID_INPUT, now, t0)
+            return self._refuse(FilterStatus.NO_SCAN, now, t0, "no scan yet")
+        if scan is not self._cached_scan:
+            problem = scan.problem(c.max_invalid_ray_fraction)
+            if problem is None and c.scan_frame_id and scan.frame_id != c.scan_frame_id:
+                problem = f"scan in frame {scan.frame_id!r}, expected {c.scan_frame_id!r}"
+            if problem is not None:
+                s.invalid_input += 1
+                return self._refuse(FilterStatus.INVALID_INPUT, now, t0, problem)
         if self._is_stale(scan.stamp, now):
             s.stale_input += 1
-            return self._refuse(FilterStatus.STALE_INPUT, now, t0)
+            return self._refuse(FilterStatus.STALE_INPUT, now, t0, f"scan stamped {scan.stamp - now:+.3f} s from now")
 
         A, b, min_h = self._scan_constraints(scan)
         u_nom = np.array([cmd.v, cmd.omega])
         sol = solve_qp_2d(self._weights, u_nom, A, b)
-        c = self.config
         if not sol.feasible:
             s.infeasible += 1
             s.interventions += 1

@@ -96,10 +96,10 @@ class ScanLocalizerConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
-        for name in ("iterations", "min_inliers", "point_stride"):
+        for name, high in (("iterations", 100), ("min_inliers", 100_000), ("point_stride", 1000)):
             value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+            if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high):
+                raise ValueError(f"{name}: must be an integer in [1, {high:,}], got {value!r}")
         s = self.smoothing
         if not (isinstance(s, (int, float)) and math.isfinite(s) and 0.0 < s <= 1.0):
             raise ValueError(f"smoothing: must be in (0, 1], got {s!r}")
@@ -197,12 +197,7 @@ class ScanLocalizer:
 
     # ------------------------------------------------------------------ matching
     def _scan_points(self, scan: LaserScan) -> np.ndarray:
-        cfg = self.config
-        r = np.asarray(scan.ranges, dtype=float)[:: cfg.point_stride]
-        a = scan.angles[:: cfg.point_stride]
-        ok = np.isfinite(r) & (r >= scan.range_min) & (r < min(scan.range_max, cfg.max_range_m))
-        r, a = r[ok], a[ok]
-        return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
+        return scan.points_xy(max_range_m=self.config.max_range_m, stride=self.config.point_stride)
 
     def update(self, scan: LaserScan, odom_pose: Pose2D) -> LocalizationResult:
         """Match one scan taken at ``odom_pose`` and, if trustworthy, move the correction."""

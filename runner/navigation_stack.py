@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from navkit.common.errors import ParameterError
 from navkit.common.sensor_data import LaserScan, Odometry, Pose2D, VelocityCommand
 from navkit.control.cbf_filter import CbfSafetyFilter, FilterResult
 from navkit.control.pure_pursuit import PurePursuit
@@ -26,6 +27,10 @@ from navkit.sim.scenario import Scenario
 
 KNOWN_OBSTACLE_M = 0.1
 """Lidar hits closer than this to a mapped obstacle are that obstacle, not a new one."""
+MAX_GRID_CELLS = 25_000_000
+"""Largest planning grid (a few float layers of it must fit in memory and A* must finish)."""
+SCAN_INVALID_FRACTION = 0.5
+"""Planning and localisation use a scan while at most half its rays are invalid readings."""
 WALL_BORDER_M = 0.3
 """Map margin outside the walls, so walls are mapped shapes the localiser can match."""
 
@@ -60,6 +65,12 @@ class PlanningStage:
     def __init__(self, scenario: Scenario, node: PlannerNodeConfig, planner: GlobalPlannerConfig,
                  localizer: ScanLocalizerConfig | None = None) -> None:
         self.node = node
+        xmin, ymin, xmax, ymax = scenario.bounds
+        cells = ((xmax - xmin) / planner.resolution_m + 1) * ((ymax - ymin) / planner.resolution_m + 1)
+        if cells > MAX_GRID_CELLS:
+            raise ParameterError("global_planner", "resolution_m",
+                                 f"{planner.resolution_m:g} m cells over the {xmax - xmin:g} x {ymax - ymin:g} m map "
+                                 f"make {cells:,.0f} cells (limit {MAX_GRID_CELLS:,}): choose a coarser resolution")
         grid = planner_grid(scenario, planner.resolution_m)
         self.localizer = ScanLocalizer(grid, localizer) if node.localize else None
         self.planner = GlobalPlanner(planner, grid)
@@ -87,8 +98,12 @@ class PlanningStage:
         return self._odom_path
 
     def observe(self, scan: LaserScan, odom: Odometry) -> None:
-        """Correct the map -> odom estimate with this scan, then mark its hits on the map."""
-        if not odom.is_finite():
+        """Correct the map -> odom estimate with this scan, then mark its hits on the map.
+
+        A scan that cannot show obstacles (see :meth:`LaserScan.problem`) is skipped: the
+        localiser must not match garbage and the map must not learn from it.
+        """
+        if not odom.is_finite() or scan.problem(SCAN_INVALID_FRACTION) is not None:
             return
         if self.localizer is not None:
             self.localizer.update(scan, odom.pose)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from navkit.common.sensor_data import LaserScan, VelocityCommand
-from navkit.control.cbf_filter import CbfFilterConfig, CbfSafetyFilter, FilterStatus, scan_points
+from navkit.control.cbf_filter import CbfFilterConfig, CbfSafetyFilter, FilterStatus
 from navkit.control.qp_reference import solve_reference
 
 N_RAYS = 360
@@ -62,7 +62,7 @@ def test_random_scans_output_satisfies_constraints_and_is_optimal() -> None:
         nominal = cmd(rng.uniform(-0.5, 1.2), rng.uniform(-2.0, 2.0), stamp=float(i))
         result = filt.filter(nominal, scan, now=float(i))
         statuses[result.status] = statuses.get(result.status, 0) + 1
-        A, b = filt.constraints(scan_points(scan))
+        A, b = filt.constraints(scan.points_xy(too_close_as_hits=True))
         assert result.num_constraints == A.shape[0]
         u = np.array([result.command.v, result.command.omega])
         assert result.command.stamp == float(i)
@@ -187,6 +187,52 @@ def test_bad_inputs_give_zero_command_and_are_counted() -> None:
     assert ok.status is FilterStatus.PASS
     filt.reset_stats()
     assert filt.stats.ticks == 0 and filt.stats.stale_input == 0
+
+
+def _scan(ranges: list[float] | np.ndarray, **overrides: object) -> LaserScan:
+    fields: dict[str, object] = dict(stamp=10.0, angle_min=-math.pi, angle_increment=2.0 * math.pi / N_RAYS,
+                                     range_min=0.12, range_max=12.0, ranges=np.asarray(ranges, dtype=float))
+    fields.update(overrides)
+    return LaserScan(**fields)  # type: ignore[arg-type]
+
+
+UNUSABLE_SCANS = {
+    "no rays": _scan([]),
+    "all ranges negative": _scan(np.full(N_RAYS, -1.0)),
+    "range_max below range_min": _scan(np.full(N_RAYS, 2.0), range_min=5.0, range_max=1.0),
+    "zero angle increment": _scan(np.full(N_RAYS, 2.0), angle_increment=0.0),
+    "rays overlapping more than a turn": _scan(np.full(N_RAYS, 2.0), angle_increment=0.1),
+    "header NaN": _scan(np.full(N_RAYS, 2.0), angle_min=math.nan),
+    "all ranges beyond range_max": _scan(np.full(N_RAYS, 50.0)),
+    "half the rays invalid": _scan(np.where(np.arange(N_RAYS) % 2 == 0, 2.0, -1.0)),
+    "wrong frame": _scan(np.full(N_RAYS, np.inf), frame_id="camera_link"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNUSABLE_SCANS))
+def test_a_scan_that_cannot_show_obstacles_stops_the_robot(name: str) -> None:
+    """Issue 6 (1): an empty or malformed scan is not evidence of free space."""
+    filt = CbfSafetyFilter()
+    result = filt.filter(cmd(0.5, 0.2, 10.0), UNUSABLE_SCANS[name], now=10.0)
+    _assert_refused(result, FilterStatus.INVALID_INPUT)
+    assert result.detail  # the node logs why
+    assert filt.stats.invalid_input == 1
+    # The same filter drives again as soon as a usable scan arrives.
+    assert filt.filter(cmd(0.5, 0.2, 10.0), _scan(np.full(N_RAYS, np.inf)), now=10.0).status is FilterStatus.PASS
+
+
+def test_a_few_invalid_rays_are_tolerated_up_to_the_configured_share() -> None:
+    ranges = np.full(N_RAYS, np.inf)
+    ranges[:30] = -1.0  # 30 of 360 rays (8 %) invalid
+    assert CbfSafetyFilter().filter(cmd(0.5, 0.0, 10.0), _scan(ranges), now=10.0).status is FilterStatus.PASS
+    strict = CbfSafetyFilter(CbfFilterConfig(max_invalid_ray_fraction=0.05))
+    _assert_refused(strict.filter(cmd(0.5, 0.0, 10.0), _scan(ranges), now=10.0), FilterStatus.INVALID_INPUT)
+
+
+def test_any_frame_is_accepted_when_none_is_configured() -> None:
+    filt = CbfSafetyFilter(CbfFilterConfig(scan_frame_id=""))
+    result = filt.filter(cmd(0.5, 0.0, 10.0), _scan(np.full(N_RAYS, np.inf), frame_id="laser"), now=10.0)
+    assert result.status is FilterStatus.PASS
 
 
 def _wall_scan(x: float, y: float, yaw: float, wall_x: float, stamp: float) -> LaserScan:
