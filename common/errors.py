@@ -5,6 +5,18 @@ Each error carries the file and field at fault, so the CLI can print one clear l
 """
 from __future__ import annotations
 
+from typing import Any
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message stays one readable line
+    even when the offending value is a 10 MB string or a 400-digit integer."""
+    try:
+        text = repr(value)
+    except ValueError:  # ints beyond sys.get_int_max_str_digits() refuse repr()
+        text = f"<integer of about {value.bit_length() * 0.30103:.0f} digits>" if isinstance(value, int) else "<value>"
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
 
 class NavkitError(Exception):
     """Base of every error navkit raises on purpose (bad input, not bugs)."""

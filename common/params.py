@@ -8,19 +8,32 @@ not silently ignored: a typo in a safety parameter must not fall back to a defau
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from navkit.common.errors import ParameterError
+from navkit.common.errors import ParameterError, brief
 from navkit.common.yaml_file import read_yaml_file
 
 T = TypeVar("T")
 
+MAX_PARAM_INT = 2**63 - 1
+"""ROS 2 integer parameters are int64: anything larger cannot reach a node."""
+
 ROS_RESERVED_PARAMS = frozenset({"use_sim_time", "start_type_description_service"})
 """Parameters every rclpy node owns; a parameter file may set them for any node."""
+
+
+def known_names(name: str, known: set[str] | list[str]) -> str:
+    """``did you mean ...`` for a misspelt name, or the list of known names when it is short."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    names = sorted(known)
+    return f"known: {', '.join(names)}" if len(names) <= 12 else f"known: {', '.join(names[:12])}, ... ({len(names)} in all)"
 
 
 def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -72,25 +85,31 @@ def _coerce(value: Any, hint: Any, source: str, name: str) -> Any:
         return _coerce(value, args[0], source, name)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ParameterError(source, name, f"expected true/false, got {value!r}")
+            raise ParameterError(source, name, f"expected true/false, got {brief(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ParameterError(source, name, f"expected an integer, got {value!r}")
+            raise ParameterError(source, name, f"expected an integer, got {brief(value)}")
+        if abs(value) > MAX_PARAM_INT:
+            raise ParameterError(source, name, f"integer out of range (|value| <= 2**63 - 1), got {brief(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParameterError(source, name, f"expected a number, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise ParameterError(source, name, f"expected a finite number, got {value!r}")
-        return float(value)
+            raise ParameterError(source, name, f"expected a number, got {brief(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ParameterError(source, name, f"number too large, got {brief(value)}") from None
+        if not math.isfinite(number):
+            raise ParameterError(source, name, f"expected a finite number, got {brief(value)}")
+        return number
     if hint is str:
         if not isinstance(value, str):
-            raise ParameterError(source, name, f"expected a string, got {value!r}")
+            raise ParameterError(source, name, f"expected a string, got {brief(value)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ParameterError(source, name, f"expected a list, got {value!r}")
+            raise ParameterError(source, name, f"expected a list, got {brief(value)}")
         (item,) = typing.get_args(hint)[:1] or (Any,)
         items = [value[i] if item is Any else _coerce(value[i], item, source, f"{name}[{i}]") for i in range(len(value))]
         return tuple(items) if origin is tuple else items
@@ -118,7 +137,7 @@ def config_from_params(cls: type[T], params: dict[str, Any], source: str, prefix
         if "." in name and prefix == "":
             continue  # belongs to a sub-config with its own prefix
         if name not in fields:
-            raise ParameterError(source, key, f"unknown parameter for {cls.__name__} (known: {', '.join(sorted(fields))})")
+            raise ParameterError(source, key, f"unknown parameter for {cls.__name__} ({known_names(name, fields)})")
         kwargs[name] = _coerce(value, hints[name], source, key)
     try:
         return cls(**kwargs)

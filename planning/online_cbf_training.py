@@ -38,6 +38,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from navkit.common.errors import ParameterError
+from navkit.common.params import config_from_params
 from navkit.common.yaml_file import read_yaml_file
 from navkit.common.swarm_state import SwarmState
 from navkit.control.online_cbf_policy import OnlineCbfGnn, OnlineCbfPolicy, OnlineCbfPolicyConfig
@@ -122,13 +123,38 @@ class TrainConfig:
     """L2 pull toward zero: keeps weights (and tanh units) in a useful range."""
     # --- evaluation & checkpoints ---
     eval_every: int = 10
-    """Evaluate the current policy every this many iterations (and at the end), every control tick."""
+    """Evaluate the current policy every this many iterations (and at the end), every control tick; 0: never."""
     eval_seeds: int = 10
     """Held-out seeds per evaluation scenario."""
     eval_scenarios: list[str] = field(default_factory=list)
     """Scenarios to evaluate on at their file's agent count (empty → the training scenarios)."""
     checkpoint_every: int = 10
-    """Keep iter_XXXX.pt every this many iterations (last.pt is rewritten every iteration)."""
+    """Keep iter_XXXX.pt every this many iterations (last.pt is rewritten every iteration); 0: never."""
+
+    def __post_init__(self) -> None:
+        """Bounds on every number, so a typo fails at once (named) instead of after an hour or never."""
+        bounds: dict[str, tuple[float, float]] = {
+            "seed": (0, 2**32 - 1), "torch_threads": (1, 64), "agents_min": (1, 1024), "agents_max": (1, 1024),
+            "scenes_per_scenario": (1, 256), "episode_time_s": (0.0, 3600.0), "decision_every": (1, 1000),
+            "hidden": (1, 1024), "alpha_min": (1e-6, 1e6), "alpha_max": (1e-6, 1e6), "sensing_radius_m": (1e-3, 200.0),
+            "max_speed_m_s": (1e-3, 20.0), "init_candidates": (0, 10_000), "init_output_std": (0.0, 100.0),
+            "success_weight": (-1e6, 1e6), "arrival_weight": (-1e6, 1e6), "speed_weight": (-1e6, 1e6),
+            "collision_penalty": (0.0, 1e6), "infeasible_penalty": (0.0, 1e6), "iterations": (0, 1_000_000),
+            "population": (2, 10_000), "sigma": (1e-9, 10.0), "learning_rate": (1e-9, 10.0),
+            "weight_decay": (0.0, 1.0), "eval_every": (0, 1_000_000), "eval_seeds": (1, 10_000),
+            "checkpoint_every": (0, 1_000_000)}
+        for name, (low, high) in bounds.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name}: must be in [{low:g}, {high:g}], got {value!r}")
+        if self.agents_max < self.agents_min:
+            raise ValueError(f"agents_max: must be >= agents_min ({self.agents_min}), got {self.agents_max}")
+        if self.population % 2:
+            raise ValueError(f"population: must be even (antithetic pairs), got {self.population}")
+        if not self.alpha_min < self.alpha_max:
+            raise ValueError(f"alpha_max: must exceed alpha_min ({self.alpha_min}), got {self.alpha_max}")
+        if not self.scenarios:
+            raise ValueError("scenarios: at least one scenario file is required")
 
 
 class TrainConfigError(ParameterError):
@@ -148,30 +174,19 @@ def policy_config(cfg: TrainConfig) -> OnlineCbfPolicyConfig:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """YAML → TrainConfig; an unknown key or a wrongly typed value raises :class:`TrainConfigError`."""
+    """YAML → TrainConfig through :func:`~navkit.common.params.config_from_params` (types, unknown keys)
+    and :meth:`TrainConfig.__post_init__` (bounds); any problem raises :class:`TrainConfigError`."""
     path = Path(path)
     doc = read_yaml_file(path, TrainConfigError, "training config") or {}
     if not isinstance(doc, dict):
         raise TrainConfigError(str(path), "<root>", "expected a mapping of TrainConfig fields")
-    types = {f.name for f in fields(TrainConfig)}
-    defaults = TrainConfig()
-    for key, value in doc.items():
-        if key not in types:
-            raise TrainConfigError(str(path), str(key), f"unknown key (known: {', '.join(sorted(types))})")
-        default = getattr(defaults, key)
-        ok = (isinstance(value, list) if isinstance(default, list) else
-              isinstance(value, bool) if isinstance(default, bool) else
-              isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(default, float) else
-              isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
-              isinstance(value, str))
-        if not ok:
-            raise TrainConfigError(str(path), str(key), f"expected {type(default).__name__}, got {value!r}")
-    cfg = TrainConfig(**doc)
-    if cfg.agents_min < 1 or cfg.agents_max < cfg.agents_min:
-        raise TrainConfigError(str(path), "agents_min", "need 1 <= agents_min <= agents_max")
-    if cfg.population < 2 or cfg.population % 2:
-        raise TrainConfigError(str(path), "population", "must be an even number >= 2 (antithetic pairs)")
-    return cfg
+    nested = sorted(str(k) for k, v in doc.items() if isinstance(v, dict) or "." in str(k))
+    if nested:
+        raise TrainConfigError(str(path), nested[0], "expected a plain TrainConfig field (the file is flat)")
+    try:
+        return config_from_params(TrainConfig, {str(k): v for k, v in doc.items()}, str(path))
+    except ParameterError as exc:
+        raise TrainConfigError(exc.source, exc.field, exc.problem) from None
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -41,9 +41,9 @@ class BridgeConfig:
     """Publish camera/image_raw at the scenario's camera rate."""
 
     def __post_init__(self) -> None:
-        for name in ("control_rate_hz", "cmd_timeout_s", "real_time_factor"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
+        for name, high in (("control_rate_hz", 1000.0), ("cmd_timeout_s", 10.0), ("real_time_factor", 100.0)):
+            if not 0 < getattr(self, name) <= high:
+                raise ValueError(f"{name}: must be in (0, {high:g}], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ class PlannerNodeConfig:
     it the robot's belief drifts ~1 % of distance and lidar hits land in the wrong cells."""
 
     def __post_init__(self) -> None:
-        if self.rate_hz <= 0:
-            raise ValueError("rate_hz must be > 0")
+        if not 0 < self.rate_hz <= 100.0:
+            raise ValueError(f"rate_hz: must be in (0, 100], got {self.rate_hz}")
+        if not 0 < self.observe_range_m <= 100.0:
+            raise ValueError(f"observe_range_m: must be in (0, 100], got {self.observe_range_m}")
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ class ControllerNodeConfig:
     """Path-tracking rate; the safety filter runs on every command it produces."""
 
     def __post_init__(self) -> None:
-        if self.rate_hz <= 0:
-            raise ValueError("rate_hz must be > 0")
+        if not 0 < self.rate_hz <= 1000.0:
+            raise ValueError(f"rate_hz: must be in (0, 1000], got {self.rate_hz}")
 
 
 @dataclass(frozen=True)

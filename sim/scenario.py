@@ -22,15 +22,29 @@ import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from navkit.common.errors import FieldError
+from navkit.common.errors import FieldError, brief
 from navkit.common.yaml_file import read_yaml_file
 
 KNOWN_BACKENDS = ("mujoco",)
 """Simulator backends this build can run (PyBullet comes with its own issue)."""
+
+# Bounds that protect memory and CPU: a typo must be an error naming the bound, not an
+# hour of ray casting or a 30 GB occupancy grid.
+MAX_COORDINATE_M = 1000.0
+"""Largest |coordinate| in a scenario file."""
+MAX_MAP_EXTENT_M = 200.0
+"""Largest map side: the planner's 5 cm grid of 200 m x 200 m is 16 M cells."""
+MAX_OBSTACLES = 2000
+"""Most shelves + obstacles in one scenario (every lidar ray is tested against each)."""
+MAX_TIME_LIMIT_S = 86400.0
+"""Longest episode a scenario may ask for (one simulated day)."""
+MAX_GOAL_TOLERANCE_M = 2.0
+"""Largest goal tolerance: beyond a couple of metres 'arrived' stops meaning anything."""
+MAX_SEED = 2**63 - 1
 
 
 class ScenarioError(FieldError):
@@ -102,6 +116,12 @@ class LidarConfig:
     noise_std_m: float = 0.01
     height_m: float = 0.3
 
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool]]] = {
+        "num_rays": (1, 10_000, False), "fov_deg": (0.0, 360.0, True), "range_min_m": (0.0, 10.0, False),
+        "range_max_m": (0.0, 200.0, True), "rate_hz": (0.0, 100.0, True), "noise_std_m": (0.0, 1.0, False),
+        "height_m": (0.0, 5.0, True)}
+    """(low, high, low exclusive) per field, checked when a scenario is read."""
+
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -114,6 +134,10 @@ class CameraConfig:
     rate_hz: float = 2.0
     depth: bool = True
 
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool]]] = {
+        "width": (8, 1920, False), "height": (8, 1080, False), "fov_deg": (1.0, 170.0, False),
+        "rate_hz": (0.0, 60.0, True)}
+
 
 @dataclass(frozen=True)
 class OdometryConfig:
@@ -121,6 +145,9 @@ class OdometryConfig:
 
     rate_hz: float = 50.0
     wheel_noise_std: float = 0.01
+
+    BOUNDS: ClassVar[dict[str, tuple[float, float, bool]]] = {
+        "rate_hz": (1.0, 1000.0, False), "wheel_noise_std": (0.0, 0.5, False)}
 
 
 @dataclass(frozen=True)
@@ -165,7 +192,8 @@ class Scenario:
             "cyl_mapped": np.array([c.mapped for c in self.cylinders], dtype=bool),
         }
 
-    def obstacle_distance(self, points: np.ndarray, *, mapped_only: bool = False) -> np.ndarray:
+    def obstacle_distance(self, points: np.ndarray, *, mapped_only: bool = False,
+                          ignore_walls: bool = False) -> np.ndarray:
         """Planar distance from points (N, 2) to the nearest obstacle or wall (0 inside)."""
         pts = np.atleast_2d(np.asarray(points, dtype=float))
         a = self._obstacle_arrays
@@ -185,7 +213,7 @@ class Scenario:
             if mapped_only:
                 dist = np.where(a["cyl_mapped"], dist, np.inf)
             best = np.minimum(best, dist.min(axis=1))
-        if self.walls:
+        if self.walls and not ignore_walls:
             xmin, ymin, xmax, ymax = self.bounds
             wall = np.minimum(np.minimum(pts[:, 0] - xmin, xmax - pts[:, 0]), np.minimum(pts[:, 1] - ymin, ymax - pts[:, 1]))
             best = np.minimum(best, np.maximum(wall, 0.0))
@@ -219,30 +247,45 @@ class _Reader:
             raise self.fail(f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
         return value
 
-    def number(self, value: Any, where: str, *, positive: bool = False, minimum: float | None = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(where, f"expected a finite number, got {value!r}")
-        if positive and value <= 0:
-            raise self.fail(where, f"must be > 0, got {value}")
-        if minimum is not None and value < minimum:
-            raise self.fail(where, f"must be >= {minimum}, got {value}")
-        return float(value)
+    def number(self, value: Any, where: str, *, positive: bool = False, minimum: float | None = None,
+               maximum: float | None = None) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(where, f"expected a finite number, got {brief(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.fail(where, f"number too large, got {brief(value)}") from None
+        if not math.isfinite(number):
+            raise self.fail(where, f"expected a finite number, got {brief(value)}")
+        if positive and number <= 0:
+            raise self.fail(where, f"must be > 0, got {number:g}")
+        if minimum is not None and number < minimum:
+            raise self.fail(where, f"must be >= {minimum:g}, got {number:g}")
+        if maximum is not None and number > maximum:
+            raise self.fail(where, f"must be <= {maximum:g}, got {number:g}")
+        return number
 
-    def integer(self, value: Any, where: str, *, positive: bool = False) -> int:
+    def integer(self, value: Any, where: str, *, positive: bool = False, minimum: int | None = None,
+                maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(where, f"expected an integer, got {value!r}")
+            raise self.fail(where, f"expected an integer, got {brief(value)}")
         if positive and value <= 0:
-            raise self.fail(where, f"must be > 0, got {value}")
+            raise self.fail(where, f"must be > 0, got {brief(value)}")
+        if minimum is not None and value < minimum:
+            raise self.fail(where, f"must be >= {minimum}, got {brief(value)}")
+        if maximum is not None and value > maximum:
+            raise self.fail(where, f"must be <= {maximum:,}, got {brief(value)}")
         return int(value)
 
-    def vector(self, value: Any, where: str, n: int) -> tuple[float, ...]:
+    def vector(self, value: Any, where: str, n: int, *, limit: float = MAX_COORDINATE_M) -> tuple[float, ...]:
+        """``n`` finite numbers, each within ±``limit`` (coordinates: a map is at most a few hundred metres)."""
         if not isinstance(value, (list, tuple)) or len(value) != n:
-            raise self.fail(where, f"expected a list of {n} numbers, got {value!r}")
-        return tuple(self.number(v, f"{where}[{i}]") for i, v in enumerate(value))
+            raise self.fail(where, f"expected a list of {n} numbers, got {brief(value)}")
+        return tuple(self.number(v, f"{where}[{i}]", minimum=-limit, maximum=limit) for i, v in enumerate(value))
 
     def boolean(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(where, f"expected true/false, got {value!r}")
+            raise self.fail(where, f"expected true/false, got {brief(value)}")
         return value
 
     def require(self, doc: dict[str, Any], key: str, where: str) -> Any:
@@ -258,17 +301,22 @@ def _dataclass_section(r: _Reader, cls: type, value: Any, where: str) -> Any:
 
     defaults = cls()
     names = {f.name for f in dataclasses.fields(cls)}
+    bounds: dict[str, tuple[float, float, bool]] = getattr(cls, "BOUNDS", {})
     doc = r.mapping(value, where, names)
     kwargs: dict[str, Any] = {}
     for key, raw in doc.items():
         default = getattr(defaults, key)
         at = f"{where}.{key}"
+        lo, hi, open_low = bounds.get(key, (0.0, math.inf, False))
         if isinstance(default, bool):
             kwargs[key] = r.boolean(raw, at)
         elif isinstance(default, int):
-            kwargs[key] = r.integer(raw, at, positive=True)
+            kwargs[key] = r.integer(raw, at, minimum=int(lo) + int(open_low), maximum=int(hi))
         else:
-            kwargs[key] = r.number(raw, at, minimum=0.0)
+            kwargs[key] = r.number(raw, at, positive=open_low and lo == 0.0, minimum=None if open_low else lo,
+                                   maximum=hi)
+            if open_low and lo != 0.0 and kwargs[key] <= lo:
+                raise r.fail(at, f"must be > {lo:g}, got {kwargs[key]:g}")
     return cls(**kwargs)
 
 
@@ -281,8 +329,8 @@ def _parse_box(r: _Reader, raw: Any, where: str, default_name: str, default_heig
         name=str(doc.get("name", default_name)),
         center=r.vector(r.require(doc, "center", where), f"{where}.center", 2),  # type: ignore[arg-type]
         size=size,  # type: ignore[arg-type]
-        yaw=r.number(doc.get("yaw", 0.0), f"{where}.yaw"),
-        height=r.number(doc.get("height", default_height), f"{where}.height", positive=True),
+        yaw=r.number(doc.get("yaw", 0.0), f"{where}.yaw", minimum=-100.0, maximum=100.0),
+        height=r.number(doc.get("height", default_height), f"{where}.height", positive=True, maximum=100.0),
         mapped=r.boolean(doc.get("mapped", True), f"{where}.mapped"),
     )
 
@@ -292,8 +340,8 @@ def _parse_cylinder(r: _Reader, raw: Any, where: str, default_name: str) -> Cyli
     return Cylinder(
         name=str(doc.get("name", default_name)),
         center=r.vector(r.require(doc, "center", where), f"{where}.center", 2),  # type: ignore[arg-type]
-        radius=r.number(r.require(doc, "radius", where), f"{where}.radius", positive=True),
-        height=r.number(doc.get("height", 1.2), f"{where}.height", positive=True),
+        radius=r.number(r.require(doc, "radius", where), f"{where}.radius", positive=True, maximum=MAX_MAP_EXTENT_M),
+        height=r.number(doc.get("height", 1.2), f"{where}.height", positive=True, maximum=100.0),
         mapped=r.boolean(doc.get("mapped", True), f"{where}.mapped"),
     )
 
@@ -315,11 +363,19 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
     bounds = r.vector(r.require(map_doc, "bounds", "map"), "map.bounds", 4)
     if bounds[2] <= bounds[0] or bounds[3] <= bounds[1]:
         raise r.fail("map.bounds", "expected [xmin, ymin, xmax, ymax] with xmax > xmin and ymax > ymin")
+    extent = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
+    if extent > MAX_MAP_EXTENT_M:
+        raise r.fail("map.bounds", f"a side of {extent:g} m exceeds the {MAX_MAP_EXTENT_M:g} m limit")
     walls = r.boolean(map_doc.get("walls", True), "map.walls")
 
-    boxes = [_parse_box(r, b, f"shelves[{i}]", f"shelf_{i}", 2.0) for i, b in enumerate(_list(r, top.get("shelves"), "shelves"))]
+    shelves_raw = _list(r, top.get("shelves"), "shelves")
+    obstacles_raw = _list(r, top.get("obstacles"), "obstacles")
+    if len(shelves_raw) + len(obstacles_raw) > MAX_OBSTACLES:
+        raise r.fail("shelves/obstacles", f"{len(shelves_raw) + len(obstacles_raw)} shapes exceed the limit of "
+                                          f"{MAX_OBSTACLES}")
+    boxes = [_parse_box(r, b, f"shelves[{i}]", f"shelf_{i}", 2.0) for i, b in enumerate(shelves_raw)]
     cylinders: list[Cylinder] = []
-    for i, ob in enumerate(_list(r, top.get("obstacles"), "obstacles")):
+    for i, ob in enumerate(obstacles_raw):
         where = f"obstacles[{i}]"
         if not isinstance(ob, dict) or "type" not in ob:
             raise r.fail(f"{where}.type", "missing required field (box or cylinder)")
@@ -329,26 +385,28 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
         elif ob["type"] == "cylinder":
             cylinders.append(_parse_cylinder(r, body, where, f"cylinder_{i}"))
         else:
-            raise r.fail(f"{where}.type", f"unknown obstacle type {ob['type']!r} (known: box, cylinder)")
+            raise r.fail(f"{where}.type", f"unknown obstacle type {brief(ob['type'])} (known: box, cylinder)")
     names = [o.name for o in (*boxes, *cylinders)]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise r.fail("shelves/obstacles", f"duplicate obstacle name {dupes[0]!r}")
+        raise r.fail("shelves/obstacles", f"duplicate obstacle name {brief(dupes[0])}")
 
     robot_doc = r.mapping(r.require(top, "robot", ""), "robot", {"model", "start"})
     model_name = robot_doc.get("model", "agv_diff_drive")
     if model_name not in ROBOT_MODELS:
-        raise r.fail("robot.model", f"unknown robot model {model_name!r} (known: {', '.join(ROBOT_MODELS)})")
+        raise r.fail("robot.model", f"unknown robot model {brief(model_name)} (known: {', '.join(ROBOT_MODELS)})")
     model = ROBOT_MODELS[model_name]
     start = r.vector(r.require(robot_doc, "start", "robot"), "robot.start", 3)
 
     backend = top.get("backend", "mujoco")
     if backend not in KNOWN_BACKENDS:
-        raise r.fail("backend", f"unknown backend {backend!r} (known: {', '.join(KNOWN_BACKENDS)})")
+        raise r.fail("backend", f"unknown backend {brief(backend)} (known: {', '.join(KNOWN_BACKENDS)})")
 
     goals_raw = _list(r, r.require(top, "goals", ""), "goals")
     if not goals_raw:
         raise r.fail("goals", "at least one goal is required")
+    if len(goals_raw) > MAX_OBSTACLES:
+        raise r.fail("goals", f"{len(goals_raw)} goals exceed the limit of {MAX_OBSTACLES}")
     goals = tuple(r.vector(g, f"goals[{i}]", 2) for i, g in enumerate(goals_raw))
 
     sensors_doc = r.mapping(top.get("sensors"), "sensors", {"lidar", "camera", "odometry"})
@@ -362,9 +420,10 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
 
     scenario = Scenario(
         name=str(top.get("name", Path(source).stem)),
-        seed=r.integer(top.get("seed", 0), "seed"),
+        seed=r.integer(top.get("seed", 0), "seed", minimum=0, maximum=MAX_SEED),
         backend=str(backend),
-        time_limit_s=r.number(top.get("time_limit_s", 120.0), "time_limit_s", positive=True),
+        time_limit_s=r.number(top.get("time_limit_s", 120.0), "time_limit_s", positive=True,
+                              maximum=MAX_TIME_LIMIT_S),
         bounds=bounds,  # type: ignore[arg-type]
         walls=walls,
         boxes=tuple(boxes),
@@ -373,7 +432,8 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
         robot=model,
         start=start,  # type: ignore[arg-type]
         goals=goals,  # type: ignore[arg-type]
-        goal_tolerance_m=r.number(top.get("goal_tolerance_m", 0.25), "goal_tolerance_m", positive=True),
+        goal_tolerance_m=r.number(top.get("goal_tolerance_m", 0.25), "goal_tolerance_m", positive=True,
+                                  maximum=MAX_GOAL_TOLERANCE_M),
         sensors=sensors,
         source=source,
     )
@@ -385,25 +445,34 @@ def _check_geometry(r: _Reader, sc: Scenario) -> None:
     """Contradictions a user can make: a goal inside a shelf, a start outside the map."""
     xmin, ymin, xmax, ymax = sc.bounds
     obstacles = (*sc.boxes, *sc.cylinders)
+    points = np.array([sc.start[:2], *sc.goals], dtype=float)
+    # One vectorised distance query for every point; the per-obstacle loop below runs only to
+    # name the culprit of a point that does not fit (thousands of goals x obstacles stay fast).
+    crowded = sc.obstacle_distance(points, ignore_walls=True) < sc.robot.radius_m
 
-    def check_point(xy: tuple[float, float], where: str, what: str) -> None:
+    def check_point(index: int, xy: tuple[float, float], where: str, what: str) -> None:
         if not (xmin < xy[0] < xmax and ymin < xy[1] < ymax):
             raise r.fail(where, f"{what} {list(xy)} is outside map.bounds {list(sc.bounds)}")
-        for ob in obstacles:
+        for ob in obstacles if crowded[index] else ():
             d = float(ob.distance(np.asarray([xy]))[0])
             if d == 0.0:
                 kind = "shelf" if isinstance(ob, Box) else "obstacle"
-                raise r.fail(where, f"{what} {list(xy)} is inside {kind} {ob.name!r}")
+                raise r.fail(where, f"{what} {list(xy)} is inside {kind} {brief(ob.name)}")
             if d < sc.robot.radius_m:
-                raise r.fail(where, f"{what} {list(xy)} is {d:.2f} m from {ob.name!r}; the robot (radius {sc.robot.radius_m} m) does not fit")
+                raise r.fail(where, f"{what} {list(xy)} is {d:.2f} m from {brief(ob.name)}; the robot (radius {sc.robot.radius_m} m) does not fit")
         if sc.walls:
             wall = min(xy[0] - xmin, xmax - xy[0], xy[1] - ymin, ymax - xy[1])
             if wall < sc.robot.radius_m:
                 raise r.fail(where, f"{what} {list(xy)} is {wall:.2f} m from the wall; the robot does not fit")
 
-    check_point(sc.start[:2], "robot.start", "start")
+    check_point(0, sc.start[:2], "robot.start", "start")
+    previous, what = sc.start[:2], "the start"
     for i, g in enumerate(sc.goals):
-        check_point(g, f"goals[{i}]", "goal")
+        check_point(i + 1, g, f"goals[{i}]", "goal")
+        if math.dist(previous, g) <= sc.goal_tolerance_m:
+            raise r.fail(f"goals[{i}]", f"goal {list(g)} is within goal_tolerance_m ({sc.goal_tolerance_m:g} m) of "
+                                        f"{what}: it would count as reached without moving")
+        previous, what = g, f"goals[{i}]"
 
 
 def read_scenario_yaml(path: str | Path) -> Any:

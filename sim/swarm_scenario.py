@@ -22,12 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from navkit.sim.scenario import ScenarioError, _list, _Reader, read_scenario_yaml
+from navkit.common.errors import brief
+from navkit.sim.scenario import (MAX_COORDINATE_M, MAX_GOAL_TOLERANCE_M, MAX_MAP_EXTENT_M, MAX_OBSTACLES, MAX_SEED,
+                                 ScenarioError, _list, _Reader, read_scenario_yaml)
 
 DYNAMICS = ("single_integrator", "unicycle")
 LAYOUTS = ("circle", "swap_lines", "crossing", "explicit")
+
+MAX_AGENTS = 1024
+"""Largest team: every step costs O(N²) neighbour distances and N small QPs."""
+MAX_MOVING_OBSTACLES = 256
+MAX_PLACEMENT_ATTEMPTS = 20_000
+"""Random obstacles that do not fit after this many tries are left out (the layout is full)."""
+MAX_SWARM_TIME_LIMIT_S = 3600.0
+CONTROL_DT_RANGE_S = (0.001, 0.5)
+"""Control periods navkit's swarm simulators step honestly (2 Hz .. 1 kHz)."""
 
 
 @dataclass(frozen=True)
@@ -121,17 +131,18 @@ def load_swarm_scenario(path: str | Path) -> SwarmScenarioSpec:
     doc = read_scenario_yaml(path)
     spec = SwarmScenarioSpec(_Reader(str(path)).mapping(doc, "", _TOP), str(path))
     if spec.doc.get("kind", "swarm") != "swarm":
-        raise ScenarioError(str(path), "kind", f"expected 'swarm', got {spec.doc.get('kind')!r}")
+        raise ScenarioError(str(path), "kind", f"expected 'swarm', got {brief(spec.doc.get('kind'))}")
     spec.expand()
     return spec
 
 
 def is_swarm_scenario(path: str | Path) -> bool:
-    """True when a YAML file declares ``kind: swarm`` (so the CLI can pick the runner)."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
+    """True when a YAML file declares ``kind: swarm`` (so the CLI can pick the runner).
+
+    An unreadable file is a :class:`ScenarioError` here, not "a single-robot scenario":
+    guessing would report the wrong file's problems.
+    """
+    doc = read_scenario_yaml(path)
     return isinstance(doc, dict) and doc.get("kind") == "swarm"
 
 
@@ -178,31 +189,39 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
     """Concrete starts, goals and obstacles for one seed (and optionally another agent count)."""
     r = _Reader(spec.source)
     doc = spec.doc
-    seed = r.integer(doc.get("seed", 0), "seed") if seed is None else int(seed)
+    seed = r.integer(doc.get("seed", 0), "seed", minimum=0, maximum=MAX_SEED) if seed is None else int(seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise r.fail("seed", f"must be in [0, 2**63 - 1], got {seed}")
     rng = np.random.default_rng(seed)
     dynamics = doc.get("dynamics", "single_integrator")
     if dynamics not in DYNAMICS:
-        raise r.fail("dynamics", f"unknown dynamics {dynamics!r} (known: {', '.join(DYNAMICS)})")
+        raise r.fail("dynamics", f"unknown dynamics {brief(dynamics)} (known: {', '.join(DYNAMICS)})")
     bounds = r.vector(r.require(doc, "bounds", ""), "bounds", 4)
     if bounds[2] <= bounds[0] or bounds[3] <= bounds[1]:
         raise r.fail("bounds", "expected [xmin, ymin, xmax, ymax] with xmax > xmin and ymax > ymin")
+    extent = max(bounds[2] - bounds[0], bounds[3] - bounds[1])
+    if extent > MAX_MAP_EXTENT_M:
+        raise r.fail("bounds", f"a side of {extent:g} m exceeds the {MAX_MAP_EXTENT_M:g} m limit")
     agents = r.mapping(r.require(doc, "agents", ""), "agents", {"count", "radius_m", "max_speed_m_s", "layout"})
-    n = r.integer(agents.get("count", 8), "agents.count", positive=True) if num_agents is None else int(num_agents)
-    if n < 1:
-        raise r.fail("agents.count", "at least one agent is required")
-    radius = r.number(agents.get("radius_m", 0.2), "agents.radius_m", positive=True)
+    n = (r.integer(agents.get("count", 8), "agents.count", minimum=1, maximum=MAX_AGENTS) if num_agents is None
+         else int(num_agents))
+    if not 1 <= n <= MAX_AGENTS:
+        raise r.fail("agents.count", f"must be in [1, {MAX_AGENTS}], got {n}")
+    radius = r.number(agents.get("radius_m", 0.2), "agents.radius_m", positive=True, maximum=5.0)
     layout = r.mapping(r.require(agents, "layout", "agents"), "agents.layout",
                        {"type", "radius_m", "half_length_m", "spacing_m", "jitter_m", "starts", "goals"})
     kind = layout.get("type")
     if kind not in LAYOUTS:
-        raise r.fail("agents.layout.type", f"unknown layout {kind!r} (known: {', '.join(LAYOUTS)})")
-    jitter = r.number(layout.get("jitter_m", 0.05), "agents.layout.jitter_m", minimum=0.0)
+        raise r.fail("agents.layout.type", f"unknown layout {brief(kind)} (known: {', '.join(LAYOUTS)})")
+    jitter = r.number(layout.get("jitter_m", 0.05), "agents.layout.jitter_m", minimum=0.0, maximum=1.0)
     if kind == "circle":
-        starts, goals = _circle(n, r.number(layout.get("radius_m", 3.0), "agents.layout.radius_m", positive=True),
-                                rng, jitter)
+        starts, goals = _circle(n, r.number(layout.get("radius_m", 3.0), "agents.layout.radius_m", positive=True,
+                                            maximum=MAX_MAP_EXTENT_M), rng, jitter)
     elif kind in ("swap_lines", "crossing"):
-        half = r.number(layout.get("half_length_m", 3.0), "agents.layout.half_length_m", positive=True)
-        spacing = r.number(layout.get("spacing_m", 0.7), "agents.layout.spacing_m", positive=True)
+        half = r.number(layout.get("half_length_m", 3.0), "agents.layout.half_length_m", positive=True,
+                        maximum=MAX_MAP_EXTENT_M)
+        spacing = r.number(layout.get("spacing_m", 0.7), "agents.layout.spacing_m", positive=True,
+                           maximum=MAX_MAP_EXTENT_M)
         make = _swap_lines if kind == "swap_lines" else _crossing
         starts, goals = make(n, half, spacing, rng, jitter)
     else:
@@ -210,6 +229,8 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
         raw_g = _list(r, r.require(layout, "goals", "agents.layout"), "agents.layout.goals")
         if len(raw_s) != len(raw_g):
             raise r.fail("agents.layout.goals", f"{len(raw_g)} goals for {len(raw_s)} starts")
+        if not 1 <= len(raw_s) <= MAX_AGENTS:
+            raise r.fail("agents.layout.starts", f"{len(raw_s)} agents; must be in [1, {MAX_AGENTS}]")
         starts = np.array([r.vector(p, f"agents.layout.starts[{i}]", 2) for i, p in enumerate(raw_s)])
         goals = np.array([r.vector(p, f"agents.layout.goals[{i}]", 2) for i, p in enumerate(raw_g)])
         if num_agents is not None and num_agents != len(starts):
@@ -218,31 +239,44 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
     starts3 = np.concatenate([starts, yaw[:, None]], axis=1)
 
     statics: list[tuple[float, float, float]] = []
-    for i, ob in enumerate(_list(r, doc.get("obstacles"), "obstacles")):
+
+    def room_for(count: int, where: str) -> None:
+        if len(statics) + count > MAX_OBSTACLES:
+            raise r.fail(where, f"{len(statics) + count} static obstacles exceed the limit of {MAX_OBSTACLES}")
+
+    obstacles_raw = _list(r, doc.get("obstacles"), "obstacles")
+    room_for(len(obstacles_raw), "obstacles")
+    for i, ob in enumerate(obstacles_raw):
         o = r.mapping(ob, f"obstacles[{i}]", {"center", "radius"})
         c = r.vector(r.require(o, "center", f"obstacles[{i}]"), f"obstacles[{i}].center", 2)
         statics.append((c[0], c[1], r.number(r.require(o, "radius", f"obstacles[{i}]"), f"obstacles[{i}].radius",
-                                             positive=True)))
+                                             positive=True, maximum=MAX_MAP_EXTENT_M)))
     for i, wall in enumerate(_list(r, doc.get("bollard_walls"), "bollard_walls")):
         where = f"bollard_walls[{i}]"
         w = r.mapping(wall, where, {"from", "to", "radius", "spacing_m"})
         a = np.array(r.vector(r.require(w, "from", where), f"{where}.from", 2))
         b = np.array(r.vector(r.require(w, "to", where), f"{where}.to", 2))
-        rad = r.number(w.get("radius", 0.2), f"{where}.radius", positive=True)
-        step = r.number(w.get("spacing_m", 2 * rad), f"{where}.spacing_m", positive=True)
+        rad = r.number(w.get("radius", 0.2), f"{where}.radius", positive=True, maximum=MAX_MAP_EXTENT_M)
+        step = r.number(w.get("spacing_m", 2 * rad), f"{where}.spacing_m", positive=True, maximum=MAX_COORDINATE_M)
         count = max(2, int(math.ceil(np.linalg.norm(b - a) / step)) + 1)
+        room_for(count, f"{where}.spacing_m")
         for t in np.linspace(0.0, 1.0, count):
             p = a + t * (b - a)
             statics.append((float(p[0]), float(p[1]), rad))
     rand = doc.get("random_obstacles")
     if rand is not None:
         ro = r.mapping(rand, "random_obstacles", {"count", "radius_m", "region", "clearance_m"})
-        count = r.integer(r.require(ro, "count", "random_obstacles"), "random_obstacles.count", positive=True)
+        count = r.integer(r.require(ro, "count", "random_obstacles"), "random_obstacles.count", minimum=1,
+                          maximum=MAX_OBSTACLES)
+        room_for(count, "random_obstacles.count")
         rr = r.vector(ro.get("radius_m", [0.15, 0.35]), "random_obstacles.radius_m", 2)
+        if not 0.0 < rr[0] <= rr[1]:
+            raise r.fail("random_obstacles.radius_m", f"expected [min, max] with 0 < min <= max, got {list(rr)}")
         region = r.vector(r.require(ro, "region", "random_obstacles"), "random_obstacles.region", 4)
-        clearance = r.number(ro.get("clearance_m", 0.5), "random_obstacles.clearance_m", minimum=0.0)
+        clearance = r.number(ro.get("clearance_m", 0.5), "random_obstacles.clearance_m", minimum=0.0,
+                             maximum=MAX_MAP_EXTENT_M)
         placed = 0
-        for _ in range(200 * count):
+        for _ in range(min(200 * count, MAX_PLACEMENT_ATTEMPTS)):
             if placed == count:
                 break
             c = rng.uniform(region[:2], region[2:])
@@ -256,24 +290,31 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
             statics.append((float(c[0]), float(c[1]), rad))
             placed += 1
     moving = []
-    for i, mo in enumerate(_list(r, doc.get("moving_obstacles"), "moving_obstacles")):
+    moving_raw = _list(r, doc.get("moving_obstacles"), "moving_obstacles")
+    if len(moving_raw) > MAX_MOVING_OBSTACLES:
+        raise r.fail("moving_obstacles", f"{len(moving_raw)} moving obstacles exceed the limit of {MAX_MOVING_OBSTACLES}")
+    for i, mo in enumerate(moving_raw):
         where = f"moving_obstacles[{i}]"
         m = r.mapping(mo, where, {"start", "end", "radius", "speed_m_s"})
         moving.append(MovingObstacle(
             start=r.vector(r.require(m, "start", where), f"{where}.start", 2),  # type: ignore[arg-type]
             end=r.vector(r.require(m, "end", where), f"{where}.end", 2),  # type: ignore[arg-type]
-            radius=r.number(m.get("radius", 0.3), f"{where}.radius", positive=True),
-            speed_m_s=r.number(m.get("speed_m_s", 0.5), f"{where}.speed_m_s", minimum=0.0)))
+            radius=r.number(m.get("radius", 0.3), f"{where}.radius", positive=True, maximum=MAX_MAP_EXTENT_M),
+            speed_m_s=r.number(m.get("speed_m_s", 0.5), f"{where}.speed_m_s", minimum=0.0, maximum=20.0)))
 
     sc = SwarmScenario(
         name=spec.name, seed=seed, dynamics=str(dynamics),
-        time_limit_s=r.number(doc.get("time_limit_s", 40.0), "time_limit_s", positive=True),
-        control_dt_s=r.number(doc.get("control_dt_s", 0.05), "control_dt_s", positive=True),
+        time_limit_s=r.number(doc.get("time_limit_s", 40.0), "time_limit_s", positive=True,
+                              maximum=MAX_SWARM_TIME_LIMIT_S),
+        control_dt_s=r.number(doc.get("control_dt_s", 0.05), "control_dt_s", minimum=CONTROL_DT_RANGE_S[0],
+                              maximum=CONTROL_DT_RANGE_S[1]),
         bounds=bounds,  # type: ignore[arg-type]
         agent_radius_m=radius,
-        max_speed_m_s=r.number(agents.get("max_speed_m_s", 1.0), "agents.max_speed_m_s", positive=True),
-        sensing_radius_m=r.number(doc.get("sensing_radius_m", 2.0), "sensing_radius_m", positive=True),
-        goal_tolerance_m=r.number(doc.get("goal_tolerance_m", 0.15), "goal_tolerance_m", positive=True),
+        max_speed_m_s=r.number(agents.get("max_speed_m_s", 1.0), "agents.max_speed_m_s", positive=True, maximum=20.0),
+        sensing_radius_m=r.number(doc.get("sensing_radius_m", 2.0), "sensing_radius_m", positive=True,
+                                  maximum=MAX_MAP_EXTENT_M),
+        goal_tolerance_m=r.number(doc.get("goal_tolerance_m", 0.15), "goal_tolerance_m", positive=True,
+                                  maximum=MAX_GOAL_TOLERANCE_M),
         starts=starts3, goals=goals, static_obstacles=np.array(statics, dtype=float).reshape(-1, 3),
         moving_obstacles=tuple(moving), source=spec.source)
     _check(r, sc)

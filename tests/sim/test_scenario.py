@@ -344,3 +344,41 @@ def test_single_shape_distances() -> None:
     np.testing.assert_allclose(box.distance(np.array([[1.0, 3.5], [2.0, 2.0], [1.0, 2.0]])), [0.5, 0.5, 0.0])
     cyl = Cylinder("c", center=(0.0, 0.0), radius=1.0)
     np.testing.assert_allclose(cyl.distance(np.array([[3.0, 4.0], [0.1, 0.0]])), [4.0, 0.0])
+
+
+# ------------------------------------------------------------------ bounds that protect memory and CPU (issue 6)
+
+
+@pytest.mark.parametrize(("changes", "field", "problem"), [
+    ({"seed": -1}, "seed", ">= 0"),
+    ({"seed": 10**400}, "seed", "<= 9,223,372,036,854,775,807"),
+    ({"time_limit_s": 0}, "time_limit_s", "> 0"),
+    ({"time_limit_s": 10**400}, "time_limit_s", "too large"),
+    ({"time_limit_s": 1e9}, "time_limit_s", "<= 86400"),
+    ({"goal_tolerance_m": 1e6}, "goal_tolerance_m", "<= 2"),
+    ({"map": {"bounds": [0, 0, 900, 6]}}, "map.bounds", "exceeds the 200 m limit"),
+    ({"map": {"bounds": [0, 0, 20000, 6]}}, "map.bounds[2]", "<= 1000"),
+    ({"sensors": {"lidar": {"num_rays": 50_000_000}}}, "sensors.lidar.num_rays", "<= 10,000"),
+    ({"sensors": {"lidar": {"num_rays": 5e7}}}, "sensors.lidar.num_rays", "expected an integer"),
+    ({"sensors": {"lidar": {"fov_deg": 0}}}, "sensors.lidar.fov_deg", "> 0"),
+    ({"sensors": {"lidar": {"rate_hz": 0}}}, "sensors.lidar.rate_hz", "> 0"),
+    ({"sensors": {"camera": {"width": 100_000}}}, "sensors.camera.width", "<= 1,920"),
+    ({"sensors": {"odometry": {"rate_hz": 0}}}, "sensors.odometry.rate_hz", ">= 1"),
+    ({"shelves": [{"center": [5, 3], "size": [1, 1]}] * 2001}, "shelves/obstacles", "limit of 2000"),
+    ({"goals": [[1.1, 1.1]]}, "goals[0]", "reached without moving"),
+    ({"goals": [[9.0, 5.0], [9.1, 5.0]]}, "goals[1]", "within goal_tolerance_m"),
+    ({"obstacles": [{"type": "cylinder", "center": [8, 1.5], "radius": "x" * 10_000}]}, "obstacles[0].radius",
+     "expected a finite number"),
+])
+def test_out_of_bound_values_are_named_with_their_bound(changes: dict[str, Any], field: str, problem: str) -> None:
+    err = _error(_doc(**changes))
+    assert err.field == field
+    assert problem in err.problem
+    assert len(str(err)) < 300
+
+
+def test_scenario_file_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(BASE, sort_keys=False) + "seed: 4\n")
+    with pytest.raises(ScenarioError, match="duplicate key 'seed'"):
+        load_scenario(path)

@@ -81,3 +81,36 @@ def test_moving_obstacle_shuttles_at_constant_speed() -> None:
     p, v = ob.position_velocity(5.0)  # 4 s out, 1 s back
     np.testing.assert_allclose(p, [1.5, 0.0])
     np.testing.assert_allclose(v, [-0.5, 0.0])
+
+
+@pytest.mark.parametrize("change, field, problem", [
+    ("control_dt_s: 1000000.0\n", "control_dt_s", "<= 0.5"),
+    ("control_dt_s: 0.0\n", "control_dt_s", ">= 0.001"),
+    ("random_obstacles: {count: 10000000, region: [-1, -1, 1, 1]}\n", "random_obstacles.count", "<= 2,000"),
+    ("goal_tolerance_m: 1000000.0\n", "goal_tolerance_m", "<= 2"),
+    ("seed: -1\n", "seed", ">= 0"),
+    ("time_limit_s: 1.0e+300\n", "time_limit_s", "<= 3600"),
+    ("bollard_walls: [{from: [-900, 2], to: [900, 2], spacing_m: 0.01}]\n", "bollard_walls[0].spacing_m", "limit"),
+])
+def test_swarm_bounds_name_field_and_bound(tmp_path: Path, change: str, field: str, problem: str) -> None:
+    """Issue 6: each of these hung, exhausted memory or was silently accepted."""
+    with pytest.raises(ScenarioError) as err:
+        load_swarm_scenario(_write(tmp_path, BASE + change))
+    assert err.value.field == field
+    assert problem in err.value.problem
+
+
+def test_too_many_agents_is_refused_with_the_bound(tmp_path: Path) -> None:
+    spec = load_swarm_scenario(_write(tmp_path, BASE))
+    with pytest.raises(ScenarioError, match="1024"):
+        spec.expand(num_agents=100_000)
+
+
+def test_an_unreadable_file_is_an_error_not_a_single_robot_scenario(tmp_path: Path) -> None:
+    """Issue 6 (9): is_swarm_scenario used to answer False for a file it could not read."""
+    path = tmp_path / "utf16.yaml"
+    path.write_bytes("kind: swarm\n".encode("utf-16"))
+    with pytest.raises(ScenarioError, match="UTF-16"):
+        is_swarm_scenario(path)
+    with pytest.raises(ScenarioError, match="not found"):
+        is_swarm_scenario(tmp_path / "missing.yaml")
