@@ -53,10 +53,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from navkit.common.errors import FieldError, brief
+from navkit.common.params import flatten_params
+from navkit.common.yaml_file import YamlProblem, parse_yaml_text, read_yaml_file
+from navkit.ros_ws.launch_eval import EvalError, safe_eval
+from navkit.ros_ws.supervision import HEARTBEAT_PERIOD_S, HeartbeatReader
 
-from navkit.common.errors import FieldError
-from navkit.common.yaml_file import read_yaml_file
+DEFAULT_HEARTBEAT_TIMEOUT_S = 10 * HEARTBEAT_PERIOD_S
+"""A node silent this long (after its first beat) is treated as failed and the launch stops."""
 
 PACKAGE = "navkit"
 _ENTITY_KEYS = {
@@ -74,6 +78,13 @@ _ROS_ONLY_NODE_KEYS = {"respawn", "respawn_delay", "ros_args", "launch-prefix", 
                        "sigterm_timeout", "sigkill_timeout", "emulate_tty", "cwd"}
 _ROS_ONLY_ENTITIES = {"executable", "set_env", "set-env", "unset_env", "set_parameter", "set_remap", "timer",
                       "log", "shutdown", "node_container", "composable_node", "load_composable_node"}
+
+
+MAX_FOR_LENGTH = 1024
+"""Most iterations of one ``for`` (a launch starts processes: a thousand robots is already a lot)."""
+MAX_NODES = 2048
+"""Most nodes one launch file (with its includes and loops) may start."""
+MAX_INCLUDE_DEPTH = 32
 
 
 class LaunchError(FieldError):
@@ -148,6 +159,8 @@ def _parse_file(scope: _Scope, nodes: list[NodeSpec], stack: tuple[Path, ...]) -
     src = str(scope.file)
     if scope.file in stack:
         raise LaunchError(src, "include", "launch file includes itself (cycle)")
+    if len(stack) >= MAX_INCLUDE_DEPTH:
+        raise LaunchError(src, "include", f"includes nested deeper than {MAX_INCLUDE_DEPTH} files")
     if scope.file.is_file() and scope.file.suffix not in (".yaml", ".yml"):
         raise LaunchError(src, "<file>", "only YAML launch files (.yaml/.yml) can run without ros2 launch")
     doc = read_yaml_file(scope.file, LaunchError, "launch file", source=src)
@@ -197,6 +210,8 @@ def _parse_actions(actions: list[Any], scope: _Scope, nodes: list[NodeSpec], whe
         elif kind == "for":
             _parse_for(body, scope, nodes, at, stack)
         else:
+            if len(nodes) >= MAX_NODES:
+                raise LaunchError(src, at, f"the launch would start more than {MAX_NODES:,} nodes")
             nodes.append(_parse_node(body, scope, at))
 
 
@@ -212,7 +227,7 @@ def _parse_arg(body: dict[str, Any], scope: _Scope, at: str) -> None:
         allowed = [_text(c, scope, f"{at}.choices") for c in (choices if isinstance(choices, list) else [choices])]
         if scope.variables[name] not in allowed:
             raise LaunchError(str(scope.file), f"{at}.{name}",
-                              f"value {scope.variables[name]!r} is not one of {', '.join(allowed)}")
+                              f"value {brief(scope.variables[name])} is not one of {', '.join(allowed)}")
 
 
 def _parse_group(body: dict[str, Any], scope: _Scope, nodes: list[NodeSpec], at: str,
@@ -234,7 +249,9 @@ def _parse_for(body: dict[str, Any], scope: _Scope, nodes: list[NodeSpec], at: s
     try:
         length = int(length_text)
     except ValueError:
-        raise LaunchError(src, f"{at}.len", f"expected an integer number of iterations, got {length_text!r}") from None
+        raise LaunchError(src, f"{at}.len", f"expected an integer number of iterations, got {brief(length_text)}") from None
+    if length > MAX_FOR_LENGTH:
+        raise LaunchError(src, f"{at}.len", f"{length:,} iterations exceed the limit of {MAX_FOR_LENGTH:,}")
     children = body.get("children")
     if not isinstance(children, list):
         raise LaunchError(src, f"{at}.children", "expected a list of actions")
@@ -281,10 +298,10 @@ def _parse_node(body: dict[str, Any], scope: _Scope, at: str) -> NodeSpec:
     namespace = _join_namespace(scope.namespace, ns) or "/"
     output = _text(body.get("output", "screen"), scope, f"{at}.output")
     if output not in ("screen", "log", "both"):
-        raise LaunchError(src, f"{at}.output", f"expected screen, log or both, got {output!r}")
+        raise LaunchError(src, f"{at}.output", f"expected screen, log or both, got {brief(output)}")
     on_exit = _text(body["on_exit"], scope, f"{at}.on_exit") if "on_exit" in body else None
     if on_exit not in (None, "shutdown"):
-        raise LaunchError(src, f"{at}.on_exit", f"only 'shutdown' is supported, got {on_exit!r}")
+        raise LaunchError(src, f"{at}.on_exit", f"only 'shutdown' is supported, got {brief(on_exit)}")
     files, params = _parse_params(body.get("param", []), scope, f"{at}.param")
     remaps = _parse_remaps(body.get("remap", []), scope, f"{at}.remap")
     extra = body.get("args", "")
@@ -305,12 +322,14 @@ def _parse_params(entries: Any, scope: _Scope, at: str) -> tuple[tuple[str, ...]
             path = Path(_text(entry["from"], scope, f"{where}.from"))
             if not path.is_file():
                 raise LaunchError(src, f"{where}.from", f"parameter file {path} not found")
+            # Read it strictly now (duplicate keys, bad YAML): rcl would keep the last duplicate.
+            read_yaml_file(path, LaunchError, "parameter file")
             files.append(str(path.resolve()))
         elif isinstance(entry, dict) and set(entry) == {"name", "value"}:
             name = _text(entry["name"], scope, f"{where}.name")
             value = _param_value(entry["value"], scope, f"{where}.value")
             if isinstance(value, dict):
-                params.update(_flatten(value, name))
+                params.update(flatten_params(value, name))
             else:
                 params[name] = value
         else:
@@ -330,20 +349,12 @@ def _parse_remaps(entries: Any, scope: _Scope, at: str) -> tuple[tuple[str, str]
     return tuple(out)
 
 
-def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}"
-        out.update(_flatten(value, name) if isinstance(value, dict) else {name: value})
-    return out
-
-
 def _param_value(value: Any, scope: _Scope, at: str) -> Any:
     if isinstance(value, str):
         text = _text(value, scope, at)
         try:
-            loaded = yaml.safe_load(text) if text.strip() else text
-        except yaml.YAMLError:
+            loaded = parse_yaml_text(text) if text.strip() else text
+        except YamlProblem:
             return text
         return loaded if isinstance(loaded, (bool, int, float, str, list)) else text
     if isinstance(value, list):
@@ -367,7 +378,7 @@ def _bool(value: Any, scope: _Scope, at: str) -> bool:
         return True
     if text in ("false", "0"):
         return False
-    raise LaunchError(str(scope.file), at, f"expected true/false/1/0, got {text!r}")
+    raise LaunchError(str(scope.file), at, f"expected true/false/1/0, got {brief(text)}")
 
 
 def _required_str(body: dict[str, Any], key: str, scope: _Scope, at: str, *, substitute: bool = True) -> str:
@@ -490,7 +501,7 @@ class _Substituter:
             need(1, 1)
             if args[0] not in self.scope.indices:
                 known = ", ".join(sorted(self.scope.indices)) or "none"
-                raise self.error(f"$(index {args[0]}): not inside a for loop named {args[0]!r} (in scope: {known})")
+                raise self.error(f"$(index {args[0]}): not inside a for loop named {brief(args[0])} (in scope: {known})")
             return str(self.scope.indices[args[0]])
         if name == "dirname":
             need(0, 0)
@@ -506,21 +517,11 @@ class _Substituter:
                          "dirname, filename, eval)")
 
     def evaluate(self, expression: str) -> str:
-        """``$(eval)`` without builtins or dunder access: arithmetic and comparisons only."""
+        """``$(eval)``: what launch files use it for, bounded (see :mod:`navkit.ros_ws.launch_eval`)."""
         try:
-            tree = ast.parse(expression, mode="eval")
-        except SyntaxError as exc:
-            raise self.error(f"$(eval {expression!r}): invalid Python expression ({exc.msg})") from None
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-                raise self.error(f"$(eval {expression!r}): private attributes are not allowed")
-            if isinstance(node, ast.Name) and node.id.startswith("__"):
-                raise self.error(f"$(eval {expression!r}): dunder names are not allowed")
-        try:
-            value = eval(compile(tree, "<launch eval>", "eval"), {"__builtins__": {}, "math": math}, {})  # noqa: S307
-        except Exception as exc:  # noqa: BLE001 - any failure is a launch-file error
-            raise self.error(f"$(eval {expression!r}) failed: {type(exc).__name__}: {exc}") from None
-        return str(value)
+            return str(safe_eval(expression))
+        except EvalError as exc:
+            raise self.error(f"$(eval {brief(expression)}): {exc}") from None
 
 
 # ---------------------------------------------------------------- commands
@@ -534,7 +535,7 @@ def _entry_point(exe: str, source: str, at: str) -> tuple[str, str]:
         raise LaunchError(source, at, f"the '{PACKAGE}' distribution is not installed (pip install -e .)") from None
     scripts = {ep.name: ep for ep in eps if ep.group == "console_scripts"}
     if exe not in scripts:
-        raise LaunchError(source, at, f"no {PACKAGE} executable named {exe!r} (known: {', '.join(sorted(scripts))})")
+        raise LaunchError(source, at, f"no {PACKAGE} executable named {brief(exe)} (known: {', '.join(sorted(scripts))})")
     module, _, func = scripts[exe].value.partition(":")
     func = func.split("[")[0].strip()
     if not func or "." in func:
@@ -556,8 +557,8 @@ def render_param_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         try:
-            plain = yaml.safe_load(value) == value and value.strip() == value and value != ""
-        except yaml.YAMLError:
+            plain = parse_yaml_text(value) == value and value.strip() == value and value != ""
+        except YamlProblem:
             plain = False
         return value if plain and "," not in value and "[" not in value else json.dumps(value)
     if isinstance(value, (list, tuple)):
@@ -596,11 +597,18 @@ def _process_spec(item: NodeSpec | ProcessSpec) -> ProcessSpec:
 class _Child:
     def __init__(self, spec: ProcessSpec, emit: Callable[[str], None]) -> None:
         self.spec = spec
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.heartbeat = HeartbeatReader()
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.heartbeat.child_env())
         # Own process group: a terminal Ctrl-C reaches only the launcher, which then
         # sends exactly one SIGINT per child (and can signal a child's own children).
-        self.proc = subprocess.Popen(spec.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        # The child ties its life to ours (navkit.ros_ws.supervision): killing the launcher
+        # in any way stops every node.
+        try:
+            self.proc = subprocess.Popen(spec.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         pass_fds=(self.heartbeat.write_fd,))
+        finally:
+            self.heartbeat.after_spawn()
         self.reader = threading.Thread(target=self._pump, args=(emit,), daemon=True)
         self.reader.start()
 
@@ -614,8 +622,18 @@ class _Child:
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, sig)
+                if sig != signal.SIGKILL:
+                    os.killpg(self.proc.pid, signal.SIGCONT)  # a stopped node must run to handle it
             except (ProcessLookupError, PermissionError):
                 pass
+
+    def state(self) -> str:
+        """The process state letter from /proc (T = stopped), or '?' where /proc is absent."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return "?"
+        return stat.rsplit(")", 1)[-1].split()[0]
 
 
 def _describe_exit(code: int) -> str:
@@ -628,13 +646,14 @@ def _describe_exit(code: int) -> str:
 
 
 def run_launch(nodes: Sequence[NodeSpec | ProcessSpec], *, log: Callable[[str], None] = print,
-               stop_timeout_s: float = 5.0) -> int:
+               stop_timeout_s: float = 5.0, heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S) -> int:
     """Start every process, supervise, and stop them all when one exits or on Ctrl-C.
 
     Returns 0 when an ``on_exit: shutdown`` process finished with code 0 or when the
-    launcher was asked to stop (SIGINT/SIGTERM); 1 when any process failed or exited on
-    its own otherwise. Stopping sends SIGINT, then SIGTERM, then SIGKILL, waiting up to
-    ``stop_timeout_s`` after each of the first two.
+    launcher was asked to stop (SIGINT/SIGTERM/SIGHUP); 1 when any process failed, exited
+    on its own otherwise, or stopped responding (no heartbeat for ``heartbeat_timeout_s``
+    after its first; 0 disables the check). Stopping sends SIGINT, then SIGTERM, then
+    SIGKILL, waiting up to ``stop_timeout_s`` after each of the first two.
     """
     specs = [_process_spec(n) for n in nodes]
     lock = threading.Lock()
@@ -646,14 +665,15 @@ def run_launch(nodes: Sequence[NodeSpec | ProcessSpec], *, log: Callable[[str], 
     requested: list[str] = []
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP (the terminal closed, an ssh session dropped) stops the robot like SIGTERM.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, lambda signum, _frame: requested.append(signal.Signals(signum).name))
     children: list[_Child] = []
     try:
         for spec in specs:
             emit(f"[launch] starting {spec.name}: {shlex.join(spec.argv)}")
             children.append(_Child(spec, emit))
-        code = _supervise(children, requested, emit)
+        code = _supervise(children, requested, emit, heartbeat_timeout_s)
     except OSError as exc:
         emit(f"[launch] could not start a process: {exc}; stopping all nodes")
         code = 1
@@ -664,14 +684,23 @@ def run_launch(nodes: Sequence[NodeSpec | ProcessSpec], *, log: Callable[[str], 
     return code
 
 
-def _supervise(children: list[_Child], requested: list[str], emit: Callable[[str], None]) -> int:
+def _supervise(children: list[_Child], requested: list[str], emit: Callable[[str], None],
+               heartbeat_timeout_s: float) -> int:
     while True:
         if requested:
             emit(f"[launch] received {requested[0]}; stopping all nodes")
             return 0
+        now = time.monotonic()
         for child in children:
             code = child.proc.poll()
             if code is None:
+                child.heartbeat.poll(now)
+                silent = child.heartbeat.silent_for(now)
+                if heartbeat_timeout_s > 0 and silent > heartbeat_timeout_s:
+                    state = " (process stopped)" if child.state() == "T" else ""
+                    emit(f"[launch] {child.spec.name} stopped responding: no heartbeat for {silent:.1f} s{state}; "
+                         "stopping all nodes")
+                    return 1
                 continue
             child.reader.join(timeout=1.0)  # its last lines before our verdict
             name = child.spec.name
@@ -697,6 +726,7 @@ def _stop_all(children: list[_Child], emit: Callable[[str], None], timeout_s: fl
             time.sleep(0.02)
     for child in children:
         child.reader.join(timeout=1.0)
+        child.heartbeat.close()
 
 
 # ---------------------------------------------------------------- command line
@@ -755,6 +785,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("launch_args", nargs="*", metavar="name:=value", help="launch arguments")
     parser.add_argument("--print", action="store_true", help="print the node commands and exit")
     parser.add_argument("--stop-timeout", type=float, default=5.0, help="seconds to wait after SIGINT/SIGTERM")
+    parser.add_argument("--heartbeat-timeout", type=float, default=DEFAULT_HEARTBEAT_TIMEOUT_S,
+                        help="stop the launch when a node has sent no heartbeat for this many seconds (a stopped "
+                             "or hung process); 0 disables (default: %(default)s)")
     ns = parser.parse_intermixed_args(argv)
     try:
         nodes = parse_launch_file(ns.file, parse_cli_args(ns.launch_args))
@@ -768,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not nodes:
         print("[launch] the launch file starts no nodes", file=sys.stderr)
         return 0
-    return run_launch(nodes, stop_timeout_s=ns.stop_timeout)
+    return run_launch(nodes, stop_timeout_s=ns.stop_timeout, heartbeat_timeout_s=ns.heartbeat_timeout)
 
 
 if __name__ == "__main__":

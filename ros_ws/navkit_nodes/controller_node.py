@@ -14,7 +14,7 @@ from nav_msgs.msg import Path as PathMsg
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from navkit.common.sensor_data import VelocityCommand
+from navkit.common.sensor_data import VelocityCommand, is_fresh
 from navkit.control.pure_pursuit import PurePursuit
 from navkit.ros_ws.navkit_nodes.conversions import command_to_msg, from_time, odometry_from_msg, path_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
@@ -49,7 +49,7 @@ class ControllerNode(Node):
         now = from_time(self.get_clock().now().to_msg())
         odom = self.odom
         v = w = 0.0
-        if odom is None or not odom.is_finite() or now - odom.stamp > ODOM_TIMEOUT_S:
+        if odom is None or not odom.is_finite() or not is_fresh(odom.stamp, now, ODOM_TIMEOUT_S):
             if odom is not None:
                 self.get_logger().warning("odometry stale or invalid: commanding zero", throttle_duration_sec=1.0)
         elif self.path is not None:

@@ -5,10 +5,13 @@ import sys
 from typing import Any, Callable
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from navkit.common.errors import NavkitError
+from navkit.common.errors import NavkitError, ParameterError
+from navkit.common.yaml_file import read_yaml_file
+from navkit.ros_ws.supervision import HEARTBEAT_PERIOD_S, HeartbeatWriter, die_with_launcher
 
 
 def node_params(node: Node) -> dict[str, Any]:
@@ -25,20 +28,69 @@ def params_source(node: Node) -> str:
     return f"parameters of node {node.get_fully_qualified_name()}"
 
 
+def check_params_files(argv: list[str]) -> None:
+    """Read every ``--params-file`` the node was given with navkit's strict reader first.
+
+    rcl's own parser keeps the last of two duplicate keys; a node must not start on a
+    file where ``cbf.alpha`` appears twice. Raises :class:`ParameterError` naming file and line.
+    """
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--params-file":
+            read_yaml_file(argv[i + 1], ParameterError, "parameter file")
+
+
+def _watch_launcher(node: Node) -> None:
+    """Beat the launcher's heartbeat pipe from this node's executor (see navkit.ros_ws.supervision).
+
+    A steady-clock timer, so the beats follow wall time even when the node runs on sim
+    time and /clock stands still; a broken pipe means the launcher is gone: shut down.
+    """
+    heartbeat = HeartbeatWriter()
+    if not heartbeat.active:
+        return
+
+    def beat() -> None:
+        if not heartbeat.beat():
+            print("navkit: the launcher is gone; shutting down", file=sys.stderr)
+            node.context.try_shutdown()
+
+    beat()
+    node.create_timer(HEARTBEAT_PERIOD_S, beat, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
 def run_node(factory: Callable[[], Node], argv: list[str] | None = None) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C/shutdown; bad parameters exit 2 with one line."""
-    rclpy.init(args=sys.argv if argv is None else argv)
-    node = None
+    """Init rclpy, build the node, spin until Ctrl-C/shutdown; bad parameters exit 2 with one line.
+
+    A node that ends before its work is done (signal, launcher gone, an error) is told why
+    through ``finish_early(reason)`` when it has one, so it can leave its results behind.
+    """
+    die_with_launcher()
+    args = sys.argv if argv is None else argv
     try:
-        node = factory()
-        rclpy.spin(node)
-        return int(getattr(node, "exit_code", 0))
+        check_params_files(list(args))
     except NavkitError as exc:
         print(f"navkit node error: {exc}", file=sys.stderr)
         return 2
+    rclpy.init(args=args)
+    node = None
+    reason = "the node stopped"
+    try:
+        node = factory()
+        _watch_launcher(node)
+        rclpy.spin(node)
+        reason = "shutdown requested"
+        return int(getattr(node, "exit_code", 0))
+    except NavkitError as exc:
+        print(f"navkit node error: {exc}", file=sys.stderr)
+        reason = str(exc)
+        return 2
     except (KeyboardInterrupt, ExternalShutdownException):
+        reason = "stopped by a signal or its launcher"
         return int(getattr(node, "exit_code", 0)) if node is not None else 0
     finally:
         if node is not None:
+            finish_early = getattr(node, "finish_early", None)
+            if finish_early is not None:
+                finish_early(reason)
             node.destroy_node()
         rclpy.try_shutdown()

@@ -9,8 +9,11 @@ that one goal. An empty Path means "no path: stop".
 """
 from __future__ import annotations
 
+import math
 import sys
 from collections import deque
+
+import numpy as np
 
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry as OdometryMsg
@@ -20,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
 from navkit.common.errors import NavkitError
-from navkit.common.sensor_data import Odometry
+from navkit.common.sensor_data import Odometry, is_fresh
 from navkit.planning.goal_sequencer import GoalSequencer, GoalSequencerConfig
 from navkit.ros_ws.navkit_nodes.conversions import from_time, odometry_from_msg, path_to_msg, scan_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
@@ -29,6 +32,10 @@ from navkit.runner.stack_config import planner_from_params
 from navkit.sim.scenario import load_scenario
 
 
+GOAL_FRAMES = ("map", "odom")
+"""Frames a ``goal_pose`` may be given in (an ``odom`` goal is moved onto the map by the localiser)."""
+ODOM_TIMEOUT_S = 0.5
+"""Odometry stamped further than this from the node's clock (either way) is ignored."""
 ODOM_HISTORY = 50
 """Odometry samples kept for matching scans by time (1 s at 50 Hz)."""
 ODOM_MATCH_TOLERANCE_S = 0.05
@@ -57,7 +64,12 @@ class PlannerNode(Node):
         self.create_timer(1.0 / node_cfg.rate_hz, self._tick)
 
     def _on_odom(self, msg: OdometryMsg) -> None:
-        self.odom = odometry_from_msg(msg)
+        odom = odometry_from_msg(msg)
+        if not odom.is_finite() or not is_fresh(odom.stamp, self._now(), ODOM_TIMEOUT_S):
+            self.get_logger().warning(f"odometry rejected (non-finite, or stamped {odom.stamp - self._now():+.2f} s "
+                                      "from now)", throttle_duration_sec=1.0)
+            return
+        self.odom = odom
         self.odom_history.append(self.odom)
         # Goal arrival is checked on every odometry message, as in the in-process runner.
         if self.stage.update(self.odom.stamp, self.odom):
@@ -90,11 +102,28 @@ class PlannerNode(Node):
         if moved and self.stage.path is not None:
             self._publish_plan(self.odom.stamp)
 
+    def _now(self) -> float:
+        return from_time(self.get_clock().now().to_msg())
+
     def _on_goal(self, msg: PoseStamped) -> None:
+        """A new goal replaces the goal list; a bad one is refused with a log line, never a crash."""
         goal = (msg.pose.position.x, msg.pose.position.y)
+        frame = msg.header.frame_id
+        if not all(math.isfinite(v) for v in goal):
+            self.get_logger().error(f"goal_pose rejected: position {goal} is not finite")
+            return
+        if frame not in GOAL_FRAMES:
+            self.get_logger().error(f"goal_pose rejected: frame {frame!r} (goals must be in {' or '.join(GOAL_FRAMES)})")
+            return
+        if frame == "odom" and self.stage.localizer is not None:
+            goal = tuple(self.stage.localizer.odom_to_map_points(np.array([goal]))[0])
+        grid = self.stage.planner.grid
+        if not grid.in_bounds(grid.world_to_cell(goal)):
+            self.get_logger().error(f"goal_pose rejected: {tuple(round(v, 2) for v in goal)} is outside the map")
+            return
         self.stage.goals = GoalSequencer([goal], GoalSequencerConfig(self.scenario.goal_tolerance_m))
         self.stage.path = None
-        self.get_logger().info(f"new goal {goal}")
+        self.get_logger().info(f"new goal {goal} (map frame)")
 
     def _tick(self) -> None:
         if self.odom is None:

@@ -60,6 +60,7 @@ class RobotBridgeNode(Node):
         self.dt = 1.0 / cfg.control_rate_hz
         self.monitor = EpisodeMonitor(self.scenario, self.dt)
         self.exit_code = 0
+        self.finished = False
         qos = QoSProfile(depth=10)
         self.clock_pub = self.create_publisher(Clock, "/clock", qos)
         self.odom_pub = self.create_publisher(OdometryMsg, "odom", qos)
@@ -112,12 +113,34 @@ class RobotBridgeNode(Node):
         if self.monitor.done or self.robot.now() >= self.scenario.time_limit_s:
             self._finish()
 
-    def _finish(self) -> None:
-        self.timer.cancel()
+    def _metrics(self) -> dict:
         metrics = self.monitor.summary()
         metrics["watchdog_trips"] = self.robot.watchdog_trips
-        if self.config.output_dir:
+        return metrics
+
+    def _write(self, metrics: dict) -> None:
+        if not self.config.output_dir:
+            return
+        try:
             write_metrics(metrics, Path(self.config.output_dir))
+        except OSError as exc:
+            print(f"navkit: cannot write metrics to {self.config.output_dir}: {exc.strerror or exc}", file=sys.stderr)
+
+    def finish_early(self, reason: str) -> None:
+        """The launch ended before the episode did: leave what was measured, marked as aborted."""
+        if self.finished:
+            return
+        self.finished = True
+        metrics = self._metrics()
+        metrics.update(aborted=True, abort_reason=reason)
+        self._write(metrics)
+        self.robot.close()
+
+    def _finish(self) -> None:
+        self.timer.cancel()
+        self.finished = True
+        metrics = self._metrics()
+        self._write(metrics)
         outcome = "all goals reached" if metrics["success"] else "time limit reached"
         self.get_logger().info(
             f"{outcome}: goals {metrics['goals_reached']}/{metrics['goals_total']}, collisions {metrics['collisions']}, "

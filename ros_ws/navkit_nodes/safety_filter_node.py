@@ -9,7 +9,9 @@ one message hop.
 """
 from __future__ import annotations
 
+import math
 import sys
+import time
 
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
@@ -22,10 +24,12 @@ from navkit.ros_ws.navkit_nodes.conversions import command_from_msg, command_to_
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
 from navkit.runner.stack_config import safety_filter_from_params
 
-_REFUSALS = {FilterStatus.INFEASIBLE_BRAKE: "QP infeasible: braking",
-             FilterStatus.INVALID_INPUT: "NaN/Inf input: commanding zero",
-             FilterStatus.STALE_INPUT: "stale input: commanding zero",
-             FilterStatus.NO_SCAN: "no scan yet: commanding zero"}
+_REFUSALS = {FilterStatus.INFEASIBLE_BRAKE: "QP infeasible",
+             FilterStatus.INVALID_INPUT: "invalid input",
+             FilterStatus.STALE_INPUT: "stale input",
+             FilterStatus.NO_SCAN: "no scan yet"}
+LOG_PERIOD_S = 1.0
+"""Each kind of refusal is logged at most once per this many (wall) seconds."""
 
 
 class SafetyFilterNode(Node):
@@ -35,6 +39,7 @@ class SafetyFilterNode(Node):
         self.filter = CbfSafetyFilter(cbf_cfg)
         self.scan = None
         self.cmd: VelocityCommand | None = None
+        self._last_logged: dict[FilterStatus, float] = {}
         qos = QoSProfile(depth=10)
         self.cmd_pub = self.create_publisher(TwistStamped, "cmd_vel", qos)
         self.create_subscription(TwistStamped, "cmd_vel_nav", self._on_cmd, qos)
@@ -56,11 +61,15 @@ class SafetyFilterNode(Node):
         now = self._now()
         result = self.filter.filter(self.cmd, self.scan, now)
         text = _REFUSALS.get(result.status)
-        if text is not None:
+        wall = time.monotonic()
+        if text is not None and wall - self._last_logged.get(result.status, -math.inf) >= LOG_PERIOD_S:
+            self._last_logged[result.status] = wall
             s = self.filter.stats
+            detail = f" ({result.detail})" if result.detail and result.detail != text else ""
+            action = "braking" if result.status is FilterStatus.INFEASIBLE_BRAKE else "commanding zero"
             self.get_logger().warning(
-                f"{text} (infeasible {s.infeasible}, invalid {s.invalid_input}, stale {s.stale_input}, "
-                f"no scan {s.no_scan})", throttle_duration_sec=1.0)
+                f"{text}{detail}: {action} [counts: infeasible {s.infeasible}, invalid {s.invalid_input}, "
+                f"stale {s.stale_input}, no scan {s.no_scan}]")
         self.cmd_pub.publish(command_to_msg(result.command))
 
     def destroy_node(self) -> None:

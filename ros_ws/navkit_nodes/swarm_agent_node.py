@@ -46,6 +46,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from navkit.common.errors import NavkitError
 from navkit.common.params import config_from_params
+from navkit.common.sensor_data import is_fresh
 from navkit.common.swarm_state import SwarmState
 from navkit.control.multi_agent_cbf import MultiAgentCbfConfig
 from navkit.control.swarm_controller import FixedAlpha, SwarmController
@@ -114,7 +115,7 @@ def select_neighbours(own_position: np.ndarray, others: dict[int, NeighbourState
     for j, s in sorted(others.items()):
         if not (np.all(np.isfinite(s.position)) and np.all(np.isfinite(s.velocity)) and math.isfinite(s.heading)):
             continue
-        if now - s.stamp > max_age_s:
+        if not is_fresh(s.stamp, now, max_age_s):
             continue
         if float(np.linalg.norm(s.position - own_position)) <= sensing_radius_m:
             keep.append(j)
@@ -301,7 +302,7 @@ class SwarmAgentNode(Node):
         self.obstacles_stamp = max(stamps) if stamps else self._now()
 
     def _watchdog(self) -> None:
-        if self._now() - self.odom_stamp > self.config.stale_timeout_s:
+        if not is_fresh(self.odom_stamp, self._now(), self.config.stale_timeout_s):
             self._refuse("no fresh odometry")
 
     def _on_odom(self, msg: OdometryMsg) -> None:
@@ -309,6 +310,9 @@ class SwarmAgentNode(Node):
         stamp = from_time(msg.header.stamp)
         if not (np.all(np.isfinite(pos)) and math.isfinite(yaw) and np.all(np.isfinite(vel))):
             self._refuse("NaN/Inf odometry")
+            return
+        if not is_fresh(stamp, self._now(), self.config.stale_timeout_s):
+            self._refuse(f"odometry stamped {stamp - self._now():+.2f} s from now")
             return
         self.odom_stamp = stamp
         if not self.unicycle:
@@ -320,7 +324,7 @@ class SwarmAgentNode(Node):
         state.pose.pose = msg.pose.pose
         state.twist.twist = msg.twist.twist
         self.state_pub.publish(state)
-        if self.obstacles is None or stamp - self.obstacles_stamp > self.config.stale_timeout_s:
+        if self.obstacles is None or not is_fresh(self.obstacles_stamp, stamp, self.config.stale_timeout_s):
             self._refuse("no fresh obstacle perception")
             return
         tol = self.scenario.goal_tolerance_m

@@ -140,6 +140,7 @@ class SwarmBridgeNode(Node):
         self.watchdog_trips = 0
         self.nonfinite_cmds = 0
         self.exit_code = 0
+        self.finished = False
         qos = QoSProfile(depth=10)
         self.clock_pub = self.create_publisher(Clock, "/clock", qos)
         self.odom_pubs = [self.create_publisher(OdometryMsg, f"/robot_{i}/odom", qos) for i in range(n)]
@@ -232,13 +233,37 @@ class SwarmBridgeNode(Node):
                 markers.markers.append(m)
             self.obstacle_pubs[i].publish(markers)
 
-    def _finish(self) -> None:
-        self.timer.cancel()
+    def _metrics(self) -> dict:
         row = self.scorer.metrics(infeasible_observed=False)[0].as_dict()
         row.update(backend=self.backend, watchdog_trips=self.watchdog_trips, nonfinite_cmds=self.nonfinite_cmds,
                    real_time_factor=self.config.real_time_factor)
-        if self.config.output_dir:
-            write_metrics(row, Path(self.config.output_dir))
+        return row
+
+    def _write(self, metrics: dict) -> None:
+        if not self.config.output_dir:
+            return
+        try:
+            write_metrics(metrics, Path(self.config.output_dir))
+        except OSError as exc:
+            print(f"navkit: cannot write metrics to {self.config.output_dir}: {exc.strerror or exc}", file=sys.stderr)
+
+    def finish_early(self, reason: str) -> None:
+        """The launch ended before the episode did: leave what was measured, marked as aborted."""
+        if self.finished:
+            return
+        self.finished = True
+        row = self._metrics()
+        row.update(aborted=True, abort_reason=reason, episode_time_s=float(self.state.time))
+        self._write(row)
+        close = getattr(self.sim, "close", None)
+        if close is not None:
+            close()
+
+    def _finish(self) -> None:
+        self.timer.cancel()
+        self.finished = True
+        row = self._metrics()
+        self._write(row)
         outcome = "all robots at their goals" if row["success"] else "time limit reached"
         self.get_logger().info(
             f"{outcome}: {row['agents_at_goal']}/{row['num_agents']} arrived, collisions {row['collisions']}, "

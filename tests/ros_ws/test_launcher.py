@@ -104,11 +104,11 @@ def test_find_pkg_share_is_the_ros_ws_package(tmp_path: Path) -> None:
         launch:
         - let: {name: share, value: "$(find-pkg-share navkit)"}
         - node: {pkg: navkit, exec: navkit_planner, name: planner, namespace: "$(eval '\\"$(var share)\\".endswith(\\"ros_ws\\")')"}
-        - node: {pkg: navkit, exec: navkit_planner, name: p2, param: [{from: "$(var share)/../pyproject.toml"}]}
+        - node: {pkg: navkit, exec: navkit_planner, name: p2, param: [{from: "$(var share)/config/navkit.params.yaml"}]}
         """)
     nodes = parse_launch_file(f, {})
     assert nodes[0].namespace == "/True"
-    assert nodes[1].params_files == (str(package_share_dir().parent / "pyproject.toml"),)
+    assert nodes[1].params_files == (str(package_share_dir() / "config" / "navkit.params.yaml"),)
     import navkit.ros_ws
 
     assert package_share_dir() == Path(navkit.ros_ws.__file__).resolve().parent
@@ -123,8 +123,11 @@ def test_find_pkg_share_is_the_ros_ws_package(tmp_path: Path) -> None:
     ("- node: {pkg: navkit, exec: navkit_planner, respawn: true}", "launch[0].node.respawn", "ros2 launch"),
     ("- arg: {name: needed}", "launch[0].arg.needed", "required launch argument"),
     ("- let: {name: x, value: \"$(foo bar)\"}", "launch[0].let.value", "unknown substitution"),
-    ("- let: {name: x, value: \"$(eval '().__class__')\"}", "launch[0].let.value", "private"),
-    ("- let: {name: x, value: \"$(eval 'open(1)')\"}", "launch[0].let.value", "NameError"),
+    ("- let: {name: x, value: \"$(eval '().__class__')\"}", "launch[0].let.value", "may be looked up"),
+    ("- let: {name: x, value: \"$(eval 'open(1)')\"}", "launch[0].let.value", "may be called"),
+    ("- let: {name: x, value: \"$(eval '9**9**9')\"}", "launch[0].let.value", "exponent"),
+    ("- let: {name: x, value: \"$(eval '[0]*10**9')\"}", "launch[0].let.value", "repetition"),
+    ("- for: {len: '1000000000', name: i, children: []}", "launch[0].for.len", "limit"),
     ("- node: {pkg: navkit, exec: navkit_planner, if: maybe}", "launch[0].node.if", "true/false"),
     ("- include: {file: nowhere.launch.yaml}", "launch[0].include.file", "not found"),
 ])

@@ -7,7 +7,6 @@ robot on the network. Each started process is killed in teardown, whatever the o
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -15,207 +14,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ros_helpers import (FILTER_NODE, REPO_ROOT, SCENARIO, Proc, RosClient, alive, children,
+                         cmdline, domain_id, launch_argv, ros_env, scan_msg, twist_msg)
+
 pytestmark = pytest.mark.ros
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_LAUNCH = REPO_ROOT / "ros_ws" / "launch" / "demo.launch.yaml"
-SCENARIO = REPO_ROOT / "scenarios" / "short_aisle.yaml"
 LAUNCH_TIMEOUT_S = 60.0  # short_aisle ends after ~14 sim s = ~7 wall s at real_time_factor 2
-FILTER_NODE = [sys.executable, "-c",
-               "import sys; from navkit.ros_ws.navkit_nodes.safety_filter_node import main; sys.exit(main())"]
-
-_domains = itertools.count()
-
-
-def _domain_id() -> int:
-    """A ROS domain in 1..100 that no other test of this session uses (and, by pid, unlikely another session)."""
-    return 1 + (os.getpid() * 17 + next(_domains)) % 100
-
-
-def _ros_env(domain_id: int) -> dict[str, str]:
-    return dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                PYTHONUNBUFFERED="1")
-
-
-# ------------------------------------------------------------------ processes
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc (no psutil)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(entry.name))
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-@dataclass
-class _Proc:
-    """A subprocess in its own process group, with output to a file (never a full pipe)."""
-
-    proc: subprocess.Popen
-    log: Path
-    extra_pids: list[int] = field(default_factory=list)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGINT the group (a launcher then stops its nodes), then SIGKILL whatever is left."""
-        pids = [p for p in set(self.extra_pids) | set(_children(self.proc.pid)) if _alive(p)]
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in pids + [self.proc.pid]:
-            for kill in (lambda p: os.killpg(p, signal.SIGKILL), lambda p: os.kill(p, signal.SIGKILL)):
-                try:
-                    kill(pid)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        self.proc.wait(timeout=10.0)
-
-
-@pytest.fixture()
-def spawn(tmp_path: Path) -> Iterator[Callable[..., _Proc]]:
-    started: list[_Proc] = []
-
-    def start(argv: list[str], env: dict[str, str], name: str) -> _Proc:
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as f:
-            proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    cwd=REPO_ROOT, start_new_session=True)
-        started.append(_Proc(proc, log))
-        return started[-1]
-
-    yield start
-    for p in started:
-        p.kill()
-
-
-def _launch_argv(output_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "navkit.runner.cli", "launch", str(DEMO_LAUNCH), f"scenario:={SCENARIO}",
-            "real_time_factor:=2.0", f"output_dir:={output_dir}"]
-
-
-# ------------------------------------------------------------------ rclpy in the test process
-
-
-class _RosClient:
-    """An rclpy node in its own context and domain, spun by hand with deadlines."""
-
-    def __init__(self, domain_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-
-        # rcl reads the discovery range from the environment at init.
-        monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("navkit_test_client", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def now(self) -> Any:
-        return self.node.get_clock().now()
-
-    def spin_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
-
-    def spin_for(self, seconds: float) -> None:
-        self.spin_until(lambda: False, seconds)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
-
-
-@pytest.fixture()
-def ros_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], _RosClient]]:
-    clients: list[_RosClient] = []
-
-    def make(domain_id: int) -> _RosClient:
-        clients.append(_RosClient(domain_id, monkeypatch))
-        return clients[-1]
-
-    yield make
-    for c in clients:
-        c.close()
-
-
-def _twist(client: _RosClient, v: float, omega: float, age_s: float = 0.0) -> Any:
-    from geometry_msgs.msg import TwistStamped
-    from rclpy.duration import Duration
-
-    msg = TwistStamped()
-    msg.header.stamp = (client.now() - Duration(nanoseconds=int(age_s * 1e9))).to_msg()
-    msg.header.frame_id = "base_link"
-    msg.twist.linear.x = v
-    msg.twist.angular.z = omega
-    return msg
-
-
-def _scan(client: _RosClient, obstacle_m: float | None = None) -> Any:
-    """A 180-ray half-circle scan, stamped now: all 'no return' (+inf), or a wall ``obstacle_m`` ahead."""
-    from sensor_msgs.msg import LaserScan
-
-    n = 180
-    msg = LaserScan()
-    msg.header.stamp = client.now().to_msg()
-    msg.header.frame_id = "base_scan"
-    msg.angle_min = -math.pi / 2
-    msg.angle_increment = math.pi / (n - 1)
-    msg.angle_max = math.pi / 2
-    msg.range_min, msg.range_max = 0.05, 10.0
-    ranges = [math.inf] * n
-    if obstacle_m is not None:
-        for i in range(n):
-            angle = msg.angle_min + i * msg.angle_increment
-            if abs(angle) < 0.5:
-                ranges[i] = obstacle_m / math.cos(angle)
-    msg.ranges = ranges
-    return msg
 
 
 # ------------------------------------------------------------------ the demo launch, both wirings
@@ -227,9 +37,9 @@ def demo_launch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ros_launch")
     log = out / "launch.log"
     with log.open("wb") as f:
-        proc = subprocess.Popen(_launch_argv(out), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_ros_env(_domain_id()), cwd=REPO_ROOT, start_new_session=True)
-    handle = _Proc(proc, log)
+        proc = subprocess.Popen(launch_argv(out), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=ros_env(domain_id()), cwd=REPO_ROOT, start_new_session=True)
+    handle = Proc(proc, log)
     try:
         code = proc.wait(timeout=LAUNCH_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -291,24 +101,24 @@ def test_in_process_and_ros2_runs_agree(demo_launch: dict[str, Any], tmp_path: P
 # ------------------------------------------------------------------ a node dies mid-run
 
 
-def test_killing_the_safety_filter_stops_the_launch(spawn: Callable[..., _Proc],
-                                                    ros_client: Callable[[int], _RosClient],
+def test_killing_the_safety_filter_stops_the_launch(spawn: Callable[..., Proc],
+                                                    ros_client: Callable[[int], RosClient],
                                                     tmp_path: Path) -> None:
     from geometry_msgs.msg import TwistStamped
 
-    domain = _domain_id()
+    domain = domain_id()
     client = ros_client(domain)
     cmds: list[tuple[float, float, float]] = []  # (monotonic receipt time, v, omega) of every cmd_vel
     client.node.create_subscription(
         TwistStamped, "cmd_vel", lambda m: cmds.append((time.monotonic(), m.twist.linear.x, m.twist.angular.z)), 50)
-    launch = spawn(_launch_argv(tmp_path / "out"), _ros_env(domain), "launch")
+    launch = spawn(launch_argv(tmp_path / "out"), ros_env(domain), "launch")
 
     nodes: dict[str, int] = {}
 
     def all_nodes_started() -> bool:
-        for pid in _children(launch.proc.pid):
+        for pid in children(launch.proc.pid):
             for name in ("robot_bridge", "planner", "controller", "safety_filter"):
-                if f"{name}_node" in _cmdline(pid):
+                if f"{name}_node" in cmdline(pid):
                     nodes[name] = pid
         return len(nodes) == 4
 
@@ -328,23 +138,26 @@ def test_killing_the_safety_filter_stops_the_launch(spawn: Callable[..., _Proc],
     assert took < 5.0
     out = launch.output()
     assert "[launch] safety_filter was killed by signal SIGKILL; stopping all nodes" in out, out[-3000:]
-    assert not [name for name, pid in nodes.items() if _alive(pid)], "launch ended but left nodes running"
+    assert not [name for name, pid in nodes.items() if alive(pid)], "launch ended but left nodes running"
     # Only the filter publishes cmd_vel: once it is gone nothing may command the wheels.
     # (0.1 s grace for messages already on the wire when it died.)
     assert not [c for c in cmds if c[0] > killed_at + 0.1], "cmd_vel published after the safety filter died"
-    assert not (tmp_path / "out" / "metrics.json").exists()  # the episode was aborted, not finished
+    # What was measured before the fault is kept, marked as aborted (issue 6, defect 8).
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["aborted"] is True and metrics["abort_reason"]
+    assert metrics["sim_time_s"] > 0.0
 
 
 # ------------------------------------------------------------------ the safety filter node alone
 
 
-def test_safety_filter_node_refuses_nan_and_stale_commands(spawn: Callable[..., _Proc],
-                                                           ros_client: Callable[[int], _RosClient]) -> None:
+def test_safety_filter_node_refuses_nan_and_stale_commands(spawn: Callable[..., Proc],
+                                                           ros_client: Callable[[int], RosClient]) -> None:
     from geometry_msgs.msg import TwistStamped
     from sensor_msgs.msg import LaserScan
 
-    domain = _domain_id()
-    node = spawn(FILTER_NODE + ["--ros-args", "-p", "use_sim_time:=false"], _ros_env(domain), "safety_filter")
+    domain = domain_id()
+    node = spawn(FILTER_NODE + ["--ros-args", "-p", "use_sim_time:=false"], ros_env(domain), "safety_filter")
     client = ros_client(domain)
     out: list[tuple[float, float]] = []
     client.node.create_subscription(TwistStamped, "cmd_vel",
@@ -360,7 +173,7 @@ def test_safety_filter_node_refuses_nan_and_stale_commands(spawn: Callable[..., 
         """Optionally a fresh scan, then ``cmd``; the cmd_vel messages that follow."""
         start = len(out)
         if fresh_scan:
-            scan_pub.publish(_scan(client))
+            scan_pub.publish(scan_msg(client))
             client.spin_for(0.05)
         cmd_pub.publish(cmd)
         if want_nonzero:  # the fresh scan may overtake the command: wait for the result of both
@@ -376,14 +189,14 @@ def test_safety_filter_node_refuses_nan_and_stale_commands(spawn: Callable[..., 
     # Warnings are throttled to one per second per call site, so the phases that must each
     # leave a warning are 1.1 s apart, and a fresh scan (which re-filters the previous
     # command, warning about it) is sent only where no warning is expected after it.
-    stale = phase(_twist(client, 0.5, 0.1, age_s=3.0), fresh_scan=True)  # a fresh scan, a 3 s old command
+    stale = phase(twist_msg(client, 0.5, 0.1, age_s=3.0), fresh_scan=True)  # a fresh scan, a 3 s old command
     assert all_zero(stale), stale
     client.spin_for(1.1)
-    nan = phase(_twist(client, math.nan, 0.2), fresh_scan=False)
+    nan = phase(twist_msg(client, math.nan, 0.2), fresh_scan=False)
     assert all_zero(nan), nan
-    inf = phase(_twist(client, 0.3, math.inf), fresh_scan=False)
+    inf = phase(twist_msg(client, 0.3, math.inf), fresh_scan=False)
     assert all_zero(inf), inf
-    good = phase(_twist(client, 0.5, 0.1), fresh_scan=True, want_nonzero=True)
+    good = phase(twist_msg(client, 0.5, 0.1), fresh_scan=True, want_nonzero=True)
     assert good and good[-1] == pytest.approx((0.5, 0.1)), good  # nothing in the way: passed unchanged
     assert all(math.isfinite(v) and math.isfinite(w) for v, w in out)
 
@@ -391,28 +204,28 @@ def test_safety_filter_node_refuses_nan_and_stale_commands(spawn: Callable[..., 
     node.proc.send_signal(signal.SIGINT)
     assert node.proc.wait(timeout=10.0) == 0
     log = node.output()
-    assert "NaN/Inf input: commanding zero" in log, log
-    assert "stale input: commanding zero" in log, log
+    assert "invalid input (command holds NaN/Inf): commanding zero" in log, log
+    assert "stale input (command stamped -3.0" in log, log
     assert "Traceback" not in log, log
 
 
 @pytest.mark.parametrize("how", ["-p", "--params-file"])
-def test_bad_parameter_exits_2_with_one_line(how: str, spawn: Callable[..., _Proc], tmp_path: Path) -> None:
+def test_bad_parameter_exits_2_with_one_line(how: str, spawn: Callable[..., Proc], tmp_path: Path) -> None:
     if how == "-p":
         args, named = ["-p", "use_sim_time:=false", "-p", "cbf.alpha:=-1.0"], "alpha"
     else:
         bad = tmp_path / "bad.params.yaml"
         bad.write_text("safety_filter:\n  ros__parameters:\n    cbf:\n      alpah: 1.0\n")
         args, named = ["--params-file", str(bad)], "cbf.alpah"
-    node = spawn(FILTER_NODE + ["--ros-args", *args], _ros_env(_domain_id()), "bad_param")
+    node = spawn(FILTER_NODE + ["--ros-args", *args], ros_env(domain_id()), "bad_param")
     assert node.proc.wait(timeout=30.0) == 2
     lines = [line for line in node.output().splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert lines[0].startswith("navkit node error:") and named in lines[0] and "safety_filter" in lines[0], lines
 
 
-def test_a_controller_that_joins_late_still_gets_the_plan(spawn: Callable[..., _Proc],
-                                                          ros_client: Callable[[int], _RosClient]) -> None:
+def test_a_controller_that_joins_late_still_gets_the_plan(spawn: Callable[..., Proc],
+                                                          ros_client: Callable[[int], RosClient]) -> None:
     """The planner publishes a path only when it changes; ``plan`` is latched so a late subscriber gets it.
 
     Regression: with a volatile ``plan`` a controller discovered after the first odometry
@@ -422,11 +235,11 @@ def test_a_controller_that_joins_late_still_gets_the_plan(spawn: Callable[..., _
 
     from navkit.ros_ws.navkit_nodes.planner_node import PLAN_QOS
 
-    domain = _domain_id()
+    domain = domain_id()
     planner = spawn([sys.executable, "-c",
                      "import sys; from navkit.ros_ws.navkit_nodes.planner_node import main; sys.exit(main())",
                      "--ros-args", "--params-file", str(REPO_ROOT / "ros_ws" / "config" / "navkit.params.yaml"),
-                     "-p", "use_sim_time:=false", "-p", f"scenario:={SCENARIO}"], _ros_env(domain), "planner")
+                     "-p", "use_sim_time:=false", "-p", f"scenario:={SCENARIO}"], ros_env(domain), "planner")
     client = ros_client(domain)
     odom_pub = client.node.create_publisher(Odometry, "odom", 10)
     assert client.spin_until(lambda: odom_pub.get_subscription_count() > 0, 20.0), planner.output()

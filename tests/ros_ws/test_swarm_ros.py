@@ -2,7 +2,7 @@
 node's neighbour selection, and its refusal to turn NaN odometry into motion.
 
 Processes get ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and their own ``ROS_DOMAIN_ID``
-and are killed in teardown, as in ``test_ros_integration.py`` (whose helpers are reused).
+and are killed in teardown (helpers in ros_helpers.py, fixtures in conftest.py).
 
 Which 4-robot run: every fixed α deadlocks the circle swap (measured with ``rollout``:
 seeds 0-3, α in {0.5, 1, 3}, n = 4 and 8; see also test_swarm_rollout.py), so the launch
@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from test_ros_integration import (  # noqa: F401 - fixtures and helpers shared with the single-robot tests
-    REPO_ROOT, _domain_id, _Proc, _ros_env, _RosClient, ros_client, spawn)
+from ros_helpers import REPO_ROOT, Proc, RosClient, domain_id, ros_env
 
 pytestmark = pytest.mark.ros
 
@@ -45,8 +44,8 @@ def _launch_four(tmp_path: Path, run_args: list[str]) -> tuple[int | None, dict,
     log = tmp_path / "launch.log"
     with log.open("wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_ros_env(_domain_id()), cwd=REPO_ROOT, start_new_session=True)
-    handle = _Proc(proc, log)
+                                env=ros_env(domain_id()), cwd=REPO_ROOT, start_new_session=True)
+    handle = Proc(proc, log)
     try:
         code = proc.wait(timeout=60.0)
     except subprocess.TimeoutExpired:
@@ -121,16 +120,16 @@ def test_obstacle_perception_is_limited_to_the_sensing_radius() -> None:
 # ------------------------------------------------------------------ NaN odometry -> zero cmd_vel
 
 
-def test_nan_odometry_gives_zero_cmd_vel_and_no_crash(spawn: Callable[..., _Proc],
-                                                      ros_client: Callable[[int], _RosClient]) -> None:
+def test_nan_odometry_gives_zero_cmd_vel_and_no_crash(spawn: Callable[..., Proc],
+                                                      ros_client: Callable[[int], RosClient]) -> None:
     from geometry_msgs.msg import TwistStamped
     from nav_msgs.msg import Odometry
     from visualization_msgs.msg import MarkerArray
 
-    domain = _domain_id()
+    domain = domain_id()
     node = spawn(AGENT_NODE + ["--ros-args", "-r", "__ns:=/robot_0", "-p", "robot_index:=0", "-p", "num_agents:=4",
                                "-p", f"scenario:={MOVING}", "-p", "seed:=0", "-p", "use_sim_time:=false",
-                               "-p", "stale_timeout_s:=5.0"], _ros_env(domain), "agent")
+                               "-p", "stale_timeout_s:=5.0"], ros_env(domain), "agent")
     client = ros_client(domain)
     cmds: list[tuple[float, float]] = []
     client.node.create_subscription(TwistStamped, "/robot_0/cmd_vel",
