@@ -23,6 +23,8 @@ sees a bad gain.
 from __future__ import annotations
 
 import math
+import pickle
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
-from navkit.common.errors import FieldError
+from navkit.common.errors import FieldError, brief
 from navkit.common.swarm_state import SwarmState
 
 AGENT_FEATURES = 10
@@ -42,6 +44,13 @@ NODE_FEATURES = 12
 EDGE_FEATURES = 7
 """[relative position (2), relative velocity (2), distance, barrier value h, sender is obstacle]."""
 FORMAT_VERSION = 2
+
+
+CORRUPT_CHECKPOINT_ERRORS = (pickle.UnpicklingError, EOFError, OSError, RuntimeError, KeyError, ValueError,
+                             zipfile.BadZipFile)
+"""What ``torch.load(weights_only=True)`` raises on a file that is not a checkpoint (measured: empty ->
+EOFError, random bytes or pickled code -> UnpicklingError, text -> KeyError, truncated -> OSError, a broken
+zip -> RuntimeError). Anything else (MemoryError, a bug) is not "a bad file" and is not caught."""
 
 
 class PolicyCheckpointError(FieldError):
@@ -270,8 +279,9 @@ class OnlineCbfPolicy:
             raise PolicyCheckpointError(src, "<file>", "policy checkpoint not found")
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise PolicyCheckpointError(src, "<file>", f"not a readable weights-only checkpoint ({exc})") from None
+        except CORRUPT_CHECKPOINT_ERRORS as exc:
+            raise PolicyCheckpointError(src, "<file>", f"not a readable weights-only checkpoint "
+                                                       f"({type(exc).__name__}: {brief(str(exc), 120)})") from None
         if not isinstance(blob, dict):
             raise PolicyCheckpointError(src, "<root>", f"expected a dict, got {type(blob).__name__}")
         for key in ("config", "state_dict"):

@@ -21,12 +21,14 @@ bag's receive timestamp is the same instant in nanoseconds, so playback with
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from navkit.common.errors import FieldError
@@ -53,6 +55,23 @@ def bag_directory(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix == ".mcap" else path
 
 
+def check_bag_path(path: str | Path, option: str = "--record") -> Path:
+    """The bag folder for ``path``, checked before anything runs: it must not exist yet
+    (rosbag2 never overwrites) and its parent must be creatable; raises :class:`BagError`."""
+    bag = bag_directory(path)
+    if bag.exists():
+        raise BagError(str(bag), option, "already exists; rosbag2 bags are never overwritten (choose another "
+                                         "path or delete it)")
+    parent = bag.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BagError(str(bag), option, f"{parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BagError(str(bag), option, f"cannot write in {parent}")
+    return bag
+
+
 def stamp_to_ns(stamp: float) -> int:
     """Seconds (sim time) -> integer nanoseconds, rounded, so sec/nanosec never drift."""
     if not math.isfinite(stamp) or stamp < 0:
@@ -70,15 +89,17 @@ class BagRecorder:
     def __init__(self, path: str | Path, *, camera_every_n: int = 1) -> None:
         if camera_every_n < 1:
             raise ValueError(f"camera_every_n must be >= 1, got {camera_every_n}")
-        self.path = bag_directory(path)
-        if self.path.exists():
-            raise BagError(str(self.path), "<bag>", "already exists; rosbag2 bags are never overwritten")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = check_bag_path(path)
         self._camera_every_n = camera_every_n
         self._image_calls = 0
         self._typestore = get_typestore(Stores.ROS2_KILTED)
-        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self._writer.open()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+            self._writer.open()
+        except (OSError, WriterError) as exc:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise BagError(str(self.path), "<bag>", f"cannot create the bag ({exc})") from None
         self._connections: dict[str, Any] = {}
         self._closed = False
 
@@ -160,10 +181,27 @@ class BagRecorder:
     # -- lifetime ------------------------------------------------------------
 
     def close(self) -> None:
-        """Finish the MCAP file and write metadata.yaml; safe to call twice."""
+        """Finish the MCAP file and write metadata.yaml; safe to call twice.
+
+        A failure (full disk) abandons the bag instead: a half-written folder without
+        ``metadata.yaml`` would only block the next attempt at the same path.
+        """
         if not self._closed:
             self._closed = True
+            try:
+                self._writer.close()
+            except (OSError, WriterError):
+                self.abandon()
+                raise
+
+    def abandon(self) -> None:
+        """Give up on this bag (a write failed): close what can be closed and delete the folder."""
+        self._closed = True
+        try:
             self._writer.close()
+        except (OSError, WriterError, ValueError):
+            pass
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> BagRecorder:
         return self

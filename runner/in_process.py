@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from navkit.common.errors import NavkitError
 from navkit.common.sensor_data import LaserScan
 from navkit.control.cbf_filter import FilterStatus
 from navkit.runner.episode_monitor import EpisodeMonitor
@@ -52,6 +53,8 @@ class RunResult:
     plans: list[np.ndarray]
     intervention_xy: np.ndarray
     frames: list[np.ndarray] = field(default_factory=list)
+    error: BaseException | None = None
+    """What ended the run early (metrics then carry ``aborted`` and ``abort_reason``); None if it ran out."""
 
 
 class InProcessRunner:
@@ -72,6 +75,7 @@ class InProcessRunner:
         limit = opts.time_limit_s or sc.time_limit_s
         monitor = EpisodeMonitor(sc, dt)
         recorder = None
+        recording_error: str | None = None
         if opts.record_path is not None:
             from navkit.runner.bag_recorder import BagRecorder
 
@@ -92,6 +96,7 @@ class InProcessRunner:
         statuses: Counter[str] = Counter()
         scan: LaserScan | None = None
         next_scan = next_cam = next_frame = 0.0
+        error: BaseException | None = None
         wall_start = time.perf_counter()
         try:
             while True:
@@ -113,15 +118,23 @@ class InProcessRunner:
                     intervention_xy.append((pose.x, pose.y))
 
                 if recorder is not None:
-                    recorder.write_odom(odom)
-                    recorder.write_cmd_vel(result.command)
-                    if new_scan and scan is not None:
-                        recorder.write_scan(scan)
-                    if sc.sensors.camera.enabled and now >= next_cam - 1e-9:
-                        image = robot.read_camera()
-                        if image is not None:
-                            recorder.write_image(image)
-                        next_cam += cam_dt
+                    try:
+                        recorder.write_odom(odom)
+                        recorder.write_cmd_vel(result.command)
+                        if new_scan and scan is not None:
+                            recorder.write_scan(scan)
+                        if sc.sensors.camera.enabled and now >= next_cam - 1e-9:
+                            image = robot.read_camera()
+                            if image is not None:
+                                recorder.write_image(image)
+                            next_cam += cam_dt
+                    except OSError as exc:
+                        # A full disk ends the recording, not the run; the partial bag is removed
+                        # so that it cannot block the next attempt at that path.
+                        recording_error = f"{recorder.path}: recording stopped at {now:.1f} s ({exc.strerror or exc}); " \
+                                          "the incomplete bag was removed"
+                        recorder.abandon()
+                        recorder = None
                 if opts.video_fps > 0 and now >= next_frame - 1e-9:
                     frames.append(robot.render_topdown(video_width, opts.video_height))
                     next_frame += 1.0 / opts.video_fps
@@ -137,12 +150,17 @@ class InProcessRunner:
                         bar.set_postfix_str(f"goals {len(monitor.goals.reached)}/{len(sc.goals)}", refresh=False)
                 if on_tick is not None:
                     on_tick(now)
+        except (NavkitError, KeyboardInterrupt) as exc:
+            error = exc  # what was measured so far is still written, marked as aborted
         finally:
             if bar is not None:
                 bar.set_postfix_str(f"goals {len(monitor.goals.reached)}/{len(sc.goals)}")
                 bar.close()
             if recorder is not None:
-                recorder.close()
+                try:
+                    recorder.close()
+                except OSError as exc:
+                    recording_error = f"{recorder.path}: could not finish the bag ({exc.strerror or exc}); removed"
         wall = time.perf_counter() - wall_start
         fstats = stack.filter.stats
         metrics = monitor.summary()
@@ -164,6 +182,11 @@ class InProcessRunner:
                 for s in STAGES if (v := stack.stage_time.get(s))
             },
         })
+        if recording_error is not None:
+            metrics["recording_error"] = recording_error
+        if error is not None:
+            metrics["aborted"] = True
+            metrics["abort_reason"] = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else str(error)
         return RunResult(metrics=metrics, times=np.asarray(monitor.times), true_xy=np.asarray(monitor.true_xy),
                          odom_xy=np.asarray(monitor.odom_xy), plans=stack.planning.plans,
-                         intervention_xy=np.asarray(intervention_xy).reshape(-1, 2), frames=frames)
+                         intervention_xy=np.asarray(intervention_xy).reshape(-1, 2), frames=frames, error=error)

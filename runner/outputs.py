@@ -6,11 +6,16 @@ trajectories and where the safety filter stepped in.
 """
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from navkit.common.errors import NavkitError
 from navkit.common.json_output import to_json
 from navkit.runner.in_process import RunResult
 from navkit.sim.scenario import Box, Scenario
@@ -41,11 +46,97 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+METRICS_FILE = "metrics.json"
+DEFAULT_ARTEFACTS = (METRICS_FILE, "trajectory.png", "trajectory.gif", "trajectory.mp4", "trajectories.png",
+                     "traces.csv")
+"""What a run writes by default; a later run into the same folder replaces these."""
+VIDEO_SUFFIXES = (".gif", ".mp4")
+
+
 def write_metrics(metrics: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "metrics.json"
+    path = out_dir / METRICS_FILE
     path.write_text(to_json(metrics) + "\n")
     return path
+
+
+def prepare_output_dir(out_dir: Path, option: str = "--out") -> list[str]:
+    """Check ``out_dir`` before a run and clear the previous run's files; returns what was removed.
+
+    A run must not find out after an hour of simulation that it cannot write its results,
+    and two runs' files must never sit in one folder looking like one run: the previous
+    run's ``metrics.json`` lists its files (``files``), and those (or the default names)
+    are removed. Raises :class:`NavkitError` naming the folder and the option.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NavkitError(f"{out_dir}: {option}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".navkit-write-test-"):
+            pass
+    except OSError as exc:
+        raise NavkitError(f"{out_dir}: {option}: cannot write there ({exc.strerror or exc})") from None
+    previous: list[str] = list(DEFAULT_ARTEFACTS)
+    try:
+        listed = json.loads((out_dir / METRICS_FILE).read_text()).get("files", [])
+        previous += [name for name in listed if isinstance(name, str) and "/" not in name and name not in previous]
+    except (OSError, ValueError, AttributeError):
+        pass
+    removed = []
+    for name in previous:
+        path = out_dir / name
+        if path.is_file():
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise NavkitError(f"{path}: {option}: cannot replace the previous run's file "
+                                  f"({exc.strerror or exc})") from None
+            removed.append(name)
+    return removed
+
+
+def check_video_name(name: str) -> str:
+    """``--video``: a file name ending .gif or .mp4 (MP4 needs imageio-ffmpeg), or 'none'."""
+    if name.lower() == "none":
+        return name
+    if Path(name).suffix.lower() not in VIDEO_SUFFIXES or Path(name).name != name:
+        raise NavkitError(f"{name}: --video: expected a file name ending {' or '.join(VIDEO_SUFFIXES)} "
+                          "(written inside --out), or 'none'")
+    if name.lower().endswith(".mp4"):
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise NavkitError(f"{name}: --video: MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); "
+                              "use a .gif name") from None
+    return name
+
+
+def write_outputs(out_dir: Path, metrics: dict[str, Any],
+                  artefacts: list[tuple[str, Callable[[Path], Path | None]]]) -> tuple[list[Path], list[str]]:
+    """Write metrics.json first (it lists every artefact), then each artefact; never raises on I/O.
+
+    Returns (paths written, one-line failures): a full disk must not cost the metrics
+    already computed, and the caller prints the table whatever happens here. ``metrics``
+    gains ``files`` (what this run writes), which the next run into the folder replaces.
+    """
+    metrics["files"] = [METRICS_FILE] + [name for name, _ in artefacts]
+    written: list[Path] = []
+    failures: list[str] = []
+    for name, write in [(METRICS_FILE, lambda p: write_metrics(metrics, p.parent))] + artefacts:
+        path = out_dir / name
+        try:
+            result = write(path)
+        except OSError as exc:
+            failures.append(f"{path}: cannot write ({exc.strerror or exc})")
+            try:
+                if path.is_file() and name != METRICS_FILE:
+                    os.unlink(path)  # no half-written artefact left behind
+            except OSError:
+                pass
+            continue
+        if result is not None:
+            written.append(result)
+    return written, failures
 
 
 def _draw_box(ax: Any, box: Box, **style: Any) -> None:

@@ -76,6 +76,8 @@ class SwarmRunResult:
     metrics: dict[str, Any]
     traces: SwarmTraces
     frames: list[np.ndarray] = field(default_factory=list)
+    error: BaseException | None = None
+    """What ended the run early (metrics then carry ``aborted`` and ``abort_reason``)."""
 
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "control" / "policies" / "online_cbf_gnn.pt"
@@ -83,19 +85,11 @@ DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "control" / "policies" / 
 
 
 def load_policy(path: Path) -> AlphaSource:
-    """The online GNN α policy from a checkpoint (torch is imported only here)."""
-    if not Path(path).is_file():
-        raise NavkitError(f"{path}: --policy: policy file not found")
-    try:
-        from navkit.control.online_cbf_policy import OnlineCbfPolicy
-    except ImportError as exc:
-        raise NavkitError(f"{path}: --policy: the online CBF policy is not available ({exc})") from None
-    try:
-        return OnlineCbfPolicy.load(path)
-    except NavkitError:
-        raise
-    except Exception as exc:  # a corrupt or incompatible checkpoint is bad input, not a bug here
-        raise NavkitError(f"{path}: --policy: cannot load policy ({type(exc).__name__}: {exc})") from None
+    """The online GNN α policy from a checkpoint; a missing or corrupt file is a
+    :class:`~navkit.control.online_cbf_policy.PolicyCheckpointError` naming it."""
+    from navkit.control.online_cbf_policy import OnlineCbfPolicy
+
+    return OnlineCbfPolicy.load(path)
 
 
 def _finite(x: float) -> float | None:
@@ -152,6 +146,7 @@ class SwarmRunner:
             bar = tqdm(total=round(limit, 1), unit="sim s", desc=f"{sc.name} x{n}",
                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s [{elapsed}<{remaining}{postfix}]")
         steps = 0
+        error: BaseException | None = None
         wall_start = time.perf_counter()
         try:
             while True:
@@ -202,6 +197,8 @@ class SwarmRunner:
                     bar.update(min(dt, bar.total - bar.n))
                     if steps % 20 == 0:
                         bar.set_postfix_str(f"at goal {int(step.at_goal[0].sum())}/{n}", refresh=False)
+        except (NavkitError, KeyboardInterrupt) as exc:
+            error = exc  # what was measured so far is still written, marked as aborted
         finally:
             if bar is not None:
                 bar.close()
@@ -242,6 +239,9 @@ class SwarmRunner:
             "step_ms_per_agent": round(compute_ms["mean"] / n, 5) if compute_ms else None,
             "max_rate_hz": round(1e3 / compute_ms["mean"], 1) if compute_ms else None,
         }
+        if error is not None:
+            metrics["aborted"] = True
+            metrics["abort_reason"] = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else str(error)
         traces = SwarmTraces(time=np.asarray(times), final_xy=state.positions[0].copy(),
                              **{k: np.asarray(v).reshape(-1, n) for k, v in rows.items()})
-        return SwarmRunResult(metrics=metrics, traces=traces, frames=frames)
+        return SwarmRunResult(metrics=metrics, traces=traces, frames=frames, error=error)

@@ -1,0 +1,195 @@
+"""Issue 6: every bad input is exit 2 with one line naming file and field (or option); output
+faults never cost what was measured. ``main()`` is called in-process (fast); the subprocess
+view of the same errors is in test_cli.py."""
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from navkit.runner import cli
+
+REPO = Path(__file__).resolve().parents[2]
+SHORT_AISLE = REPO / "scenarios" / "short_aisle.yaml"
+SWAP = REPO / "scenarios" / "multi" / "circle_swap.yaml"
+PARAMS = REPO / "ros_ws" / "config" / "navkit.params.yaml"
+QUICK = ("--time-limit", "1.0", "--video", "none", "--no-progress")
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # default output folders (out/run) land here, not in the checkout
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own exit (bad option)
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line(code: int, err: str, *names: str) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for name in names:
+        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def _scenario(tmp_path: Path, **changes: Any) -> Path:
+    doc = yaml.safe_load(SHORT_AISLE.read_text())
+    doc.update(changes)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _text(tmp_path: Path, name: str, content: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] = {
+    "scenario UTF-16": (lambda t: ["run", _text(t, "u16.yaml", SHORT_AISLE.read_text().encode("utf-16"))],
+                        ("u16.yaml", "UTF-16")),
+    "scenario not UTF-8": (lambda t: ["run", _text(t, "latin.yaml", b"name: caf\xe9\n")], ("latin.yaml", "not UTF-8")),
+    "scenario seed -1": (lambda t: ["run", _scenario(t, seed=-1)], ("s.yaml", "seed", ">= 0")),
+    "scenario 10**400": (lambda t: ["run", _scenario(t, time_limit_s=10**400)], ("time_limit_s", "too large")),
+    "scenario 20 km map": (lambda t: ["run", _scenario(t, map={"bounds": [0, 0, 900, 900]})], ("map.bounds", "200 m")),
+    "scenario 5e7 rays": (lambda t: ["run", _scenario(t, sensors={"lidar": {"num_rays": 50_000_000}})],
+                          ("sensors.lidar.num_rays", "10,000")),
+    "scenario a directory": (lambda t: ["run", t], ("is a directory",)),
+    "params duplicate alpha": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "dup.yaml", PARAMS.read_text().replace("alpha: 1.0", "alpha: 1.0\n      alpha: 50.0"))],
+                               ("dup.yaml", "duplicate key 'alpha'")),
+    "params rate_hz 0": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "r.yaml", PARAMS.read_text().replace("rate_hz: 50.0", "rate_hz: 0"))], ("r.yaml", "rate_hz")),
+    "params 10**400": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "b.yaml", PARAMS.read_text().replace("alpha: 1.0", "alpha: " + "9" * 400))], ("b.yaml", "cbf.alpha")),
+    "params planner grid too fine": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "g.yaml", PARAMS.read_text().replace("resolution_m: 0.05", "resolution_m: 0.0005"))],
+                                     ("resolution_m", "limit")),
+    "--agents 100000": (lambda t: ["run", SWAP, "--agents", "100000"], ("--agents", "1,024")),
+    "--agents 0": (lambda t: ["run", SWAP, "--agents", "0"], ("--agents",)),
+    "bench qp --n 0": (lambda t: ["bench", "qp", "--n", "0"], ("--n",)),
+    "bench --seeds -1": (lambda t: ["bench", "online-cbf", "--seeds", "-1"], ("--seeds",)),
+    "bench --seeds 0": (lambda t: ["bench", "closed-loop", "--seeds", "0"], ("--seeds",)),
+    "--video v.txt": (lambda t: ["run", SHORT_AISLE, "--video", "v.txt", "--out", t / "o"], ("v.txt", "--video")),
+    "--time-limit nan": (lambda t: ["run", SHORT_AISLE, "--time-limit", "nan"], ("--time-limit",)),
+    "--time-limit inf": (lambda t: ["run", SHORT_AISLE, "--time-limit", "inf"], ("--time-limit",)),
+    "--time-limit 0": (lambda t: ["run", SHORT_AISLE, "--time-limit", "0"], ("--time-limit",)),
+    "--time-limit -1": (lambda t: ["run", SHORT_AISLE, "--time-limit", "-1"], ("--time-limit",)),
+    "--seed -1": (lambda t: ["run", SHORT_AISLE, "--seed", "-1"], ("--seed",)),
+    "--out is a file": (lambda t: ["run", SHORT_AISLE, "--out", _text(t, "file", "x"), *QUICK],
+                        ("--out", "not a folder")),
+    "--record exists": (lambda t: ["run", SHORT_AISLE, "--record", (t / "bag").mkdir() or t / "bag.mcap",
+                                   "--out", t / "o", *QUICK], ("--record", "already exists")),
+    "train config bad value": (lambda t: ["train", "online-cbf", "--config", _text(t, "c.yaml", "population: 3\n")],
+                               ("c.yaml", "population")),
+    "train config duplicate": (lambda t: ["train", "online-cbf", "--config", _text(t, "d.yaml", "seed: 1\nseed: 2\n")],
+                               ("d.yaml", "duplicate key 'seed'")),
+    "launch eval bomb": (lambda t: ["launch", _text(t, "e.launch.yaml", "launch:\n- let: {name: x, value: \"$(eval "
+                                                    "'9**9**9')\"}\n"), "--print"], ("e.launch.yaml", "exponent")),
+    "launch duplicate key": (lambda t: ["launch", _text(t, "k.launch.yaml", "launch: []\nlaunch: []\n"), "--print"],
+                             ("k.launch.yaml", "duplicate key 'launch'")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build, names = BAD_INPUTS[case]
+    code, _, err = run_main(build(tmp_path), capsys)
+    assert_one_line(code, err, *names)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+# ------------------------------------------------------------------ output faults (issue 6, defect 8)
+
+
+def test_a_run_that_diverges_still_writes_its_metrics_marked_aborted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from navkit.sim.mujoco_backend import MujocoRobot
+    from navkit.sim.robot_interface import SimulationDiverged
+
+    real_advance = MujocoRobot.advance
+
+    def advance(self: MujocoRobot, duration_s: float) -> None:
+        if self.now() > 0.5:
+            raise SimulationDiverged("physics produced NaN (injected)")
+        real_advance(self, duration_s)
+
+    monkeypatch.setattr(MujocoRobot, "advance", advance)
+    code, out, err = run_main(["run", SHORT_AISLE, "--out", tmp_path, *QUICK], capsys)
+    assert code == 2
+    assert "goals reached" in out  # the table is printed
+    assert "injected" in err and "aborted" in err and "Traceback" not in err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["aborted"] is True and "injected" in metrics["abort_reason"]
+    assert 0.5 <= metrics["sim_time_s"] < 0.6
+
+
+def test_a_full_disk_while_recording_ends_the_bag_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from navkit.runner.bag_recorder import BagRecorder
+
+    calls = {"n": 0}
+    real = BagRecorder.write_odom
+
+    def write_odom(self: BagRecorder, odom: Any, topic: str = "/odom") -> None:
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, odom, topic)
+
+    monkeypatch.setattr(BagRecorder, "write_odom", write_odom)
+    bag = tmp_path / "run.mcap"
+    code, out, err = run_main(["run", SHORT_AISLE, "--out", tmp_path / "o", "--record", bag, *QUICK], capsys)
+    assert code == 1  # the run itself finished (1 s is too short to reach the goals)
+    assert "No space left" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # no half bag blocking a retry
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert "recording stopped" in metrics["recording_error"]
+    assert metrics["sim_time_s"] >= 1.0
+
+
+def test_an_unwritable_artefact_keeps_metrics_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from navkit.runner import outputs
+
+    def full_disk(*_: Any, **__: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_trajectory_plot", full_disk)
+    code, out, err = run_main(["run", SHORT_AISLE, "--out", tmp_path, *QUICK], capsys)
+    assert code == 2
+    assert "goals reached" in out
+    assert_one_line(code, err, "trajectory.png", "No space left")
+    assert json.loads((tmp_path / "metrics.json").read_text())["files"] == ["metrics.json", "trajectory.png"]
+
+
+def test_reusing_out_replaces_the_previous_runs_files_and_says_so(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run_main(["run", SHORT_AISLE, "--out", tmp_path, "--time-limit", "0.5", "--no-progress",
+                           "--video", "first.gif", "--video-fps", "8"], capsys)
+    assert code == 1 and (tmp_path / "first.gif").is_file()
+    code, _, err = run_main(["run", SHORT_AISLE, "--out", tmp_path, "--time-limit", "0.5", "--no-progress",
+                             "--video", "none"], capsys)
+    assert code == 1
+    assert "held an earlier run" in err and "first.gif" in err
+    assert not (tmp_path / "first.gif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "trajectory.png"]
+
+
+def test_a_swarm_run_checks_its_output_folder_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = _text(tmp_path, "file", "x")
+    code, _, err = run_main(["run", SWAP, "--out", blocker, "--alpha", "1.0", *QUICK], capsys)
+    assert_one_line(code, err, "--out", "not a folder")
