@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from navkit.common.json_output import to_json
-from navkit.runner.in_process import STAGES, InProcessRunner, RunOptions
-from navkit.runner.stack_config import DEFAULT_PARAMS_FILE, load_stack_config
+from navkit.learning.navigation_episode import STAGES
+from navkit.runner.in_process import InProcessRunner, RunOptions
+from navkit.stack.config import DEFAULT_PARAMS_FILE, load_stack_config
 from navkit.sim.mujoco_backend import MujocoRobot
 from navkit.sim.scenario import load_scenario
 

@@ -12,19 +12,22 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from navkit.common.json_output import to_json
+from navkit.control.shipped import SHIPPED_ONLINE_CBF_POLICY
 from navkit.control.swarm_controller import FixedAlpha, SwarmController
-from navkit.planning.swarm_rollout import EpisodeMetrics, rollout
+from navkit.learning.swarm_rollout import rollout
+from navkit.learning.swarm_task import EpisodeMetrics
 from navkit.sim.swarm_scenario import load_swarm_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIOS = [REPO / "scenarios" / "multi" / f"{n}.yaml"
                      for n in ("circle_swap", "narrow_passage", "cluttered", "moving_obstacles", "circle_swap_unicycle")]
-DEFAULT_POLICY = REPO / "control" / "policies" / "online_cbf_gnn.pt"
+DEFAULT_POLICY = SHIPPED_ONLINE_CBF_POLICY
 ALPHA_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 SEED_OFFSET = 2_000_000
 BATCH = 25
@@ -68,10 +71,12 @@ def time_policy_and_qp(policy: Any, scenario_path: Path, num_agents: int = 16, s
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sc = load_swarm_scenario(scenario_path).expand(seed=SEED_OFFSET, num_agents=num_agents)
-        from navkit.sim.swarm_env import SwarmEnv
+        spec = load_swarm_scenario(scenario_path)
+        resizable = spec.doc.get("agents", {}).get("layout", {}).get("type") != "explicit"
+        sc = spec.expand(seed=SEED_OFFSET, num_agents=num_agents if resizable else None)
+        from navkit.sim.kinematic_swarm import KinematicSwarm
 
-        env = SwarmEnv([sc])
+        env = KinematicSwarm([sc])
         controller = SwarmController.for_scenario(sc)
         source = policy if policy is not None else FixedAlpha(1.0)
         t_policy, t_qp = [], []
@@ -102,6 +107,10 @@ def run(scenario_paths: Sequence[Path] = DEFAULT_SCENARIOS, seeds: int = 50, pol
         policy = OnlineCbfPolicy.load(policy_path)
     result: dict[str, Any] = {"seeds": seeds, "alpha_grid": list(ALPHA_GRID),
                               "policy": str(policy_path) if policy is not None else None, "scenarios": {}}
+    # Every file is read and expanded before anything runs: a bad one must not cost the others' hours.
+    specs = {Path(p): load_swarm_scenario(p) for p in scenario_paths}
+    for spec in specs.values():
+        spec.expand(seed=SEED_OFFSET)
     jobs = [(Path(p), m) for p in scenario_paths for m in [*ALPHA_GRID, "online"] if m != "online" or policy]
     bar = None
     if progress:
@@ -109,7 +118,7 @@ def run(scenario_paths: Sequence[Path] = DEFAULT_SCENARIOS, seeds: int = 50, pol
 
         bar = tqdm(total=len(jobs), desc="online-cbf bench", unit="method")
     for path in map(Path, scenario_paths):
-        spec = load_swarm_scenario(path)
+        spec = specs[path]
         scenarios = [spec.expand(seed=SEED_OFFSET + s) for s in range(seeds)]
         methods: dict[str, dict[str, Any]] = {}
         for alpha in ALPHA_GRID:
@@ -135,7 +144,7 @@ def run(scenario_paths: Sequence[Path] = DEFAULT_SCENARIOS, seeds: int = 50, pol
 
 
 def _claims(result: dict[str, Any]) -> dict[str, Any]:
-    """The paper's claim, checked on these numbers (see METHODS.md §2)."""
+    """The claim of Gao, Yang & Prorok (2023, arXiv 2303.04313), checked on these numbers."""
     hard = []
     faster_or_equal = []
     for name, sc in result["scenarios"].items():

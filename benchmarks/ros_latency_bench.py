@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from navkit.common.json_output import to_json
-from navkit.runner.stack_config import DEFAULT_PARAMS_FILE
+from navkit.stack.config import DEFAULT_PARAMS_FILE
 
 WARMUP = 20
 """Scans whose latency is discarded: DDS discovery, first allocations and JIT-less warm caches."""
@@ -253,7 +253,7 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m navkit.benchmarks.ros_latency_bench",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=500, help="scans to send (the first %d are warm-up)" % WARMUP)
+    parser.add_argument("--n", type=int, default=500, help=f"scans to send (the first {WARMUP} are warm-up)")
     parser.add_argument("--rate", type=float, default=50.0, help="scan rate in Hz")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: 101 + pid %% 100)")
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON instead of a table")

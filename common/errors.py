@@ -34,3 +34,11 @@ class FieldError(NavkitError):
 
 class ParameterError(FieldError):
     """A parameter file or a parameter value is malformed; names the file and field."""
+
+
+class SimulationDiverged(NavkitError):
+    """Physics produced NaN/Inf or exploded; the episode cannot continue honestly."""
+
+
+class PlanningFailed(NavkitError):
+    """A planner found no route (recoverable: Nav2's NoValidPath); the robot must not move on it."""

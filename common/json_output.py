@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,3 +34,15 @@ def _clean(obj: Any) -> Any:
 def to_json(obj: Any) -> str:
     """Indented strict JSON; non-finite numbers become null."""
     return json.dumps(_clean(obj), indent=2, allow_nan=False)
+
+
+METRICS_FILE = "metrics.json"
+"""What every run, launch and benchmark names its metrics file."""
+
+
+def write_metrics(metrics: dict[str, Any], out_dir: Path) -> Path:
+    """``out_dir/metrics.json`` (strict JSON), creating the folder; OSError on a full or read-only disk."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / METRICS_FILE
+    path.write_text(to_json(metrics) + "\n")
+    return path

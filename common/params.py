@@ -33,18 +33,25 @@ def known_names(name: str, known: set[str] | list[str]) -> str:
     if close:
         return f"did you mean {' or '.join(close)}?"
     names = sorted(known)
-    return f"known: {', '.join(names)}" if len(names) <= 12 else f"known: {', '.join(names[:12])}, ... ({len(names)} in all)"
+    if len(names) <= 12:
+        return f"known: {', '.join(names)}"
+    return f"known: {', '.join(names[:12])}, ... ({len(names)} in all)"
 
 
-def flatten_params(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> dotted keys, the way ROS 2 names nested parameters."""
+def flatten_params(tree: dict[str, Any], prefix: str = "", source: str = "<parameters>") -> dict[str, Any]:
+    """Nested dicts -> dotted keys, the way ROS 2 names nested parameters.
+
+    ``cbf.alpha: 2.0`` next to ``cbf: {alpha: 3.0}`` names one parameter twice; that is a
+    :class:`ParameterError` (naming ``source``), never "one of them wins".
+    """
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, name))
-        else:
-            flat[name] = value
+        items = flatten_params(value, name, source) if isinstance(value, dict) else {name: value}
+        for flat_key, flat_value in items.items():
+            if flat_key in flat:
+                raise ParameterError(source, flat_key, "given twice (as a dotted key and nested)")
+            flat[flat_key] = flat_value
     return flat
 
 
@@ -72,7 +79,7 @@ def load_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
         params = section["ros__parameters"] or {}
         if not isinstance(params, dict):
             raise ParameterError(str(path), f"{key}.ros__parameters", "expected a mapping")
-        merged.update(flatten_params(params))
+        merged.update(flatten_params(params, source=str(path)))
     return merged
 
 
@@ -111,7 +118,8 @@ def _coerce(value: Any, hint: Any, source: str, name: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ParameterError(source, name, f"expected a list, got {brief(value)}")
         (item,) = typing.get_args(hint)[:1] or (Any,)
-        items = [value[i] if item is Any else _coerce(value[i], item, source, f"{name}[{i}]") for i in range(len(value))]
+        items = [value[i] if item is Any else _coerce(value[i], item, source, f"{name}[{i}]")
+                 for i in range(len(value))]
         return tuple(items) if origin is tuple else items
     return value
 
@@ -132,7 +140,11 @@ def config_from_params(cls: type[T], params: dict[str, Any], source: str, prefix
         if not key.startswith(head):
             continue
         name = key[len(head):]
-        if key in ROS_RESERVED_PARAMS or key.startswith("qos_overrides."):
+        if key in ROS_RESERVED_PARAMS:
+            if not isinstance(value, bool):
+                raise ParameterError(source, key, f"expected true/false, got {brief(value)}")
+            continue
+        if key.startswith("qos_overrides."):
             continue
         if "." in name and prefix == "":
             continue  # belongs to a sub-config with its own prefix

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from navkit.common.geometry import Pose2D, RigidTransform
+
+__all__ = ["CameraImage", "CameraIntrinsics", "LaserScan", "Odometry", "PointCloud", "Pose2D", "VelocityCommand",
+           "is_fresh"]
+
 
 def is_fresh(stamp: float, now: float, timeout_s: float) -> bool:
     """True when ``stamp`` is finite and within ``timeout_s`` of ``now``, in either direction.
@@ -22,21 +27,6 @@ def is_fresh(stamp: float, now: float, timeout_s: float) -> bool:
     stamped +1000 s must not look fresh for the next 1000 s.
     """
     return math.isfinite(stamp) and math.isfinite(now) and abs(now - stamp) <= timeout_s
-
-
-@dataclass(frozen=True)
-class Pose2D:
-    """Planar pose (metres, radians) in whatever frame the owner names."""
-
-    x: float
-    y: float
-    yaw: float
-
-    def as_array(self) -> np.ndarray:
-        return np.array([self.x, self.y, self.yaw], dtype=float)
-
-    def is_finite(self) -> bool:
-        return math.isfinite(self.x) and math.isfinite(self.y) and math.isfinite(self.yaw)
 
 
 @dataclass(frozen=True)
@@ -118,13 +108,57 @@ class LaserScan:
 
 
 @dataclass(frozen=True)
+class CameraIntrinsics:
+    """A pinhole camera (sensor_msgs/CameraInfo's K without distortion), in pixels."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, vertical_fov_deg: float) -> CameraIntrinsics:
+        """Square pixels, principal point at the centre (what a simulated camera has)."""
+        f = 0.5 * height / math.tan(math.radians(vertical_fov_deg) / 2.0)
+        return cls(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Points (N, 3) in the optical frame (z forward, x right, y down) -> pixels (N, 2)."""
+        p = np.asarray(points, dtype=float).reshape(-1, 3)
+        return np.stack([self.fx * p[:, 0] / p[:, 2] + self.cx, self.fy * p[:, 1] / p[:, 2] + self.cy], axis=1)
+
+
+@dataclass(frozen=True)
 class CameraImage:
-    """RGB (H, W, 3) uint8 and optional depth (H, W) float32 metres."""
+    """RGB (H, W, 3) uint8 and optional depth (H, W) float32 metres, with the camera's model.
+
+    ``extrinsics`` places the optical frame (REP-103 optical: z forward, x right, y down)
+    on the robot (``base_link <- camera_optical_frame``), so depth pixels can become points
+    in base_link; either may be None when unknown.
+    """
 
     stamp: float
     rgb: np.ndarray
     depth: np.ndarray | None = None
     frame_id: str = "camera_optical_frame"
+    intrinsics: CameraIntrinsics | None = None
+    extrinsics: RigidTransform | None = None
+
+
+@dataclass(frozen=True)
+class PointCloud:
+    """Points (N, 3) float32 in ``frame_id`` (metres), optionally coloured (N, 3) uint8."""
+
+    stamp: float
+    points: np.ndarray
+    frame_id: str = "base_link"
+    colors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if np.asarray(self.points).ndim != 2 or np.asarray(self.points).shape[1] != 3:
+            raise ValueError(f"points: expected shape (N, 3), got {np.asarray(self.points).shape}")
 
 
 @dataclass(frozen=True)

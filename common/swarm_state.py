@@ -40,8 +40,23 @@ class SwarmState:
     def num_agents(self) -> int:
         return int(self.positions.shape[1])
 
-    def scene(self, b: int) -> "SwarmState":
+    def scene(self, b: int) -> SwarmState:
         """Scene ``b`` alone, with B = 1."""
         s = slice(b, b + 1)
         return SwarmState(self.positions[s], self.headings[s], self.velocities[s], self.goals[s], self.active[s],
                           self.obstacle_positions[s], self.obstacle_radii[s], self.obstacle_velocities[s], self.time)
+
+
+@dataclass(frozen=True)
+class SwarmStep:
+    """What one step produced, besides the new state."""
+
+    state: SwarmState
+    at_goal: np.ndarray
+    """(B, N) within goal tolerance now."""
+    agent_collision: np.ndarray
+    """(B, N) overlapping another agent now."""
+    obstacle_collision: np.ndarray
+    """(B, N) overlapping an obstacle now."""
+    min_agent_distance: np.ndarray
+    """(B,) smallest centre distance between two agents now."""

@@ -26,10 +26,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
+from navkit.common.interfaces import FilterResult, FilterStats, FilterStatus
+from navkit.common.observation import Observation
 from navkit.common.sensor_data import LaserScan, VelocityCommand, is_fresh
 from navkit.control.small_qp import solve_qp_2d
 
@@ -87,20 +88,23 @@ class CbfFilterConfig:
                 raise ValueError(f"{name}: must be finite, got {getattr(self, name)!r}")
         if self.alpha <= 0.0:
             raise ValueError(f"alpha: must be > 0, got {self.alpha}")
-        for name in ("lookahead_m", "robot_radius_m", "margin_m"):
-            if getattr(self, name) < 0.0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("lookahead_m", "robot_radius_m"):
+            if getattr(self, name) <= 0.0:  # lookahead 0 leaves the filter unable to steer, only to brake
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.margin_m < 0.0:
+            raise ValueError(f"margin_m: must be >= 0, got {self.margin_m}")
         if self.v_min > 0.0:
             raise ValueError(f"v_min: must be <= 0 so that stopping is allowed, got {self.v_min}")
-        if self.v_max < 0.0:
-            raise ValueError(f"v_max: must be >= 0 so that stopping is allowed, got {self.v_max}")
+        if self.v_max <= 0.0:
+            raise ValueError(f"v_max: must be > 0 (0 would never let the robot move), got {self.v_max}")
         if self.omega_max <= 0.0:
             raise ValueError(f"omega_max: must be > 0, got {self.omega_max}")
         if self.omega_weight <= 0.0:
             raise ValueError(f"omega_weight: must be > 0, got {self.omega_weight}")
         if self.sensing_range_m <= 0.0:
             raise ValueError(f"sensing_range_m: must be > 0, got {self.sensing_range_m}")
-        if isinstance(self.max_constraints, bool) or not isinstance(self.max_constraints, int) or self.max_constraints < 1:
+        count = self.max_constraints
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"max_constraints: must be an integer >= 1, got {self.max_constraints!r}")
         if self.stale_timeout_s <= 0.0:
             raise ValueError(f"stale_timeout_s: must be > 0, got {self.stale_timeout_s}")
@@ -110,51 +114,12 @@ class CbfFilterConfig:
             raise ValueError(f"max_constraints: must be <= 360, got {self.max_constraints}")
 
 
-class FilterStatus(Enum):
-    """What the filter did on one tick."""
-
-    PASS = "pass"
-    """The nominal command was safe and is output unchanged."""
-    MODIFIED = "modified"
-    """The nominal command was replaced by the closest safe one."""
-    INFEASIBLE_BRAKE = "infeasible_brake"
-    """No safe command exists (robot already too close): output is zero."""
-    INVALID_INPUT = "invalid_input"
-    """NaN/Inf in the command, its stamp or the clock, or a scan that cannot show obstacles
-    (no rays, bad header, NaN or too many invalid ranges, wrong frame): output is zero."""
-    STALE_INPUT = "stale_input"
-    """Command or scan too old (or from the future): output is zero."""
-    NO_SCAN = "no_scan"
-    """No scan yet: output is zero (never drive blind)."""
-
-
-@dataclass(frozen=True)
-class FilterResult:
-    """One tick's output; ``command`` is what must be sent to the robot."""
-
-    command: VelocityCommand
-    status: FilterStatus
-    num_constraints: int
-    min_h: float
-    solve_time_s: float
-    detail: str = ""
-    """Why an input was refused (empty otherwise), for the log line."""
-
-
-@dataclass
-class FilterStats:
-    """Counters since construction or :meth:`CbfSafetyFilter.reset_stats`."""
-
-    ticks: int = 0
-    interventions: int = 0
-    infeasible: int = 0
-    invalid_input: int = 0
-    stale_input: int = 0
-    no_scan: int = 0
-
-
 class CbfSafetyFilter:
-    """Minimally modifies velocity commands so the robot keeps clear of scan points."""
+    """Minimally modifies velocity commands so the robot keeps clear of scan points.
+
+    Plugin ``cbf_lidar`` of the ``safety_filter`` slot
+    (:class:`~navkit.common.interfaces.SafetyFilter`): reads ``observation.scan``.
+    """
 
     def __init__(self, config: CbfFilterConfig | None = None) -> None:
         self.config = config if config is not None else CbfFilterConfig()
@@ -228,9 +193,10 @@ class CbfSafetyFilter:
     def _is_stale(self, stamp: float, now: float) -> bool:
         return not is_fresh(stamp, now, self.config.stale_timeout_s)
 
-    def filter(self, cmd: VelocityCommand, scan: LaserScan | None, now: float) -> FilterResult:
+    def filter(self, cmd: VelocityCommand, observation: Observation, now: float) -> FilterResult:
         """The command to send this tick; zero whenever the inputs cannot be trusted."""
         t0 = time.perf_counter()
+        scan = observation.scan
         s = self.stats
         s.ticks += 1
         c = self.config

@@ -1,4 +1,4 @@
-"""Decentralized multi-agent CBF-QP with per-agent class-K gains (METHODS.md §2).
+"""Decentralized multi-agent CBF-QP with per-agent class-K gains (Gao, Yang & Prorok 2023; Wang, Ames & Egerstedt 2017).
 
 Each agent i solves its own QP from what it could sense (neighbours and obstacles within
 ``sensing_radius_m``); all N QPs are solved together by :func:`solve_qp_2d_batched`.

@@ -1,6 +1,8 @@
-"""Online CBF tuning: a 1-hop GNN that picks each robot's class-K gain α every tick (METHODS.md §2).
+"""Online CBF tuning: a 1-hop GNN that picks each robot's class-K gain α every tick.
 
-The policy is an :class:`~navkit.control.swarm_controller.AlphaSource`: it reads a
+After Gao, Yang & Prorok, "Online Control Barrier Functions for Decentralized Multi-Agent
+Navigation" (MRS 2023, arXiv 2303.04313). The policy is a
+:class:`~navkit.common.interfaces.CbfParameterPolicy` (plugin ``online_cbf_gnn``): it reads a
 :class:`~navkit.common.swarm_state.SwarmState` and returns one α per agent for the
 per-agent CBF-QPs of :class:`~navkit.control.swarm_controller.SwarmController`.
 
@@ -47,7 +49,7 @@ FORMAT_VERSION = 2
 
 
 CORRUPT_CHECKPOINT_ERRORS = (pickle.UnpicklingError, EOFError, OSError, RuntimeError, KeyError, ValueError,
-                             zipfile.BadZipFile)
+                             IndexError, zipfile.BadZipFile)
 """What ``torch.load(weights_only=True)`` raises on a file that is not a checkpoint (measured: empty ->
 EOFError, random bytes or pickled code -> UnpicklingError, text -> KeyError, truncated -> OSError, a broken
 zip -> RuntimeError). Anything else (MemoryError, a bug) is not "a bad file" and is not caught."""
@@ -207,7 +209,7 @@ class OnlineCbfGnn(nn.Module):
     """Encoders → one message-passing layer into agents → actor head: pre-squash z per agent.
 
     Deterministic by design: it is trained by evolution strategies, which explore in
-    parameter space (see :mod:`navkit.planning.online_cbf_training`), so it needs no
+    parameter space (see :mod:`navkit.learning.online_cbf_training`), so it needs no
     action noise, log-std or critic.
     """
 
@@ -271,12 +273,14 @@ class OnlineCbfPolicy:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "OnlineCbfPolicy":
+    def load(cls, path: str | Path) -> OnlineCbfPolicy:
         """Load a checkpoint written by :meth:`save`; :class:`PolicyCheckpointError` names file and key at fault."""
         path = Path(path)
         src = str(path)
         if not path.is_file():
             raise PolicyCheckpointError(src, "<file>", "policy checkpoint not found")
+        if not zipfile.is_zipfile(path):  # every torch.save since 1.6 is a zip archive
+            raise PolicyCheckpointError(src, "<file>", "not a torch checkpoint (not a zip archive)")
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
         except CORRUPT_CHECKPOINT_ERRORS as exc:

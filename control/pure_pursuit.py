@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navkit.common.sensor_data import Pose2D
+from navkit.common.geometry import Pose2D
+from navkit.common.observation import ControlTarget, Observation
+from navkit.common.sensor_data import VelocityCommand
 
 
 @dataclass
@@ -52,7 +54,9 @@ _SEARCH_WINDOW = 64
 class PurePursuit:
     """Stateful follower: remembers progress along the current path so it never turns back.
 
-    Call :meth:`reset` whenever a new path arrives.
+    Plugin ``pure_pursuit`` of the ``local_controller`` slot
+    (:class:`~navkit.common.interfaces.LocalController`): tracks ``target.path`` (odom frame)
+    from ``observation.odom``. Call :meth:`reset` whenever a new path arrives.
     """
 
     def __init__(self, config: PurePursuitConfig | None = None) -> None:
@@ -107,7 +111,15 @@ class PurePursuit:
             return path[-1]
         return proj[nearest]  # farther than L from the whole path: head back to it
 
-    def compute(self, pose: Pose2D, path: np.ndarray) -> tuple[float, float]:
+    def compute(self, observation: Observation, target: ControlTarget) -> VelocityCommand:
+        """The protocol's entry: zero without odometry or a path (never a guess)."""
+        odom = observation.odom
+        if odom is None or target.path is None or not odom.is_finite():
+            return VelocityCommand(observation.stamp, 0.0, 0.0)
+        v, omega = self.track(odom.pose, target.path)
+        return VelocityCommand(observation.stamp, v, omega)
+
+    def track(self, pose: Pose2D, path: np.ndarray) -> tuple[float, float]:
         """(v, ω) towards ``path`` (N, 2), given in the same frame as ``pose``.
 
         Zero for an empty path, a non-finite pose or path, or when within goal tolerance

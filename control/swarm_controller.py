@@ -1,6 +1,7 @@
 """Decentralised control for a robot team: go-to-goal nominal commands through per-agent CBF-QPs.
 
-Each agent's class-K gain α comes from an *α source*: a fixed value (the baselines) or
+Each agent's class-K gain α comes from a :class:`~navkit.common.interfaces.CbfParameterPolicy`:
+a fixed value (the baselines) or
 the online GNN policy (:mod:`navkit.control.online_cbf_policy`). Everything runs batched:
 B scenes are laid side by side far apart (the filter is translation invariant and only
 looks within the sensing radius, so scenes never see each other) and filtered in one
@@ -10,10 +11,10 @@ ROS 2 node all call.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import numpy as np
 
+from navkit.common.geometry import wrap_angle
 from navkit.common.swarm_state import SwarmState
 from navkit.control.multi_agent_cbf import MultiAgentCbfConfig, MultiAgentCbfFilter
 
@@ -43,7 +44,7 @@ def nominal_commands(state: SwarmState, dynamics: str, max_speed: float, config:
     dist = np.linalg.norm(offset, axis=-1, keepdims=True)
     if dynamics == "unicycle":
         bearing = np.arctan2(offset[..., 1], offset[..., 0])
-        err = (bearing - state.headings + np.pi) % (2 * np.pi) - np.pi
+        err = wrap_angle(bearing - state.headings)
         v = np.minimum(config.gain * dist[..., 0], max_speed) * np.maximum(np.cos(err), 0.0)
         return np.stack([v, config.heading_gain * err], axis=-1)
     u = config.gain * offset
@@ -51,16 +52,9 @@ def nominal_commands(state: SwarmState, dynamics: str, max_speed: float, config:
     return np.where(speed > max_speed, u * (max_speed / speed), u)
 
 
-class AlphaSource(Protocol):
-    """Where each agent's CBF gain comes from, every control period."""
-
-    def __call__(self, state: SwarmState) -> np.ndarray:
-        """(B, N) positive gains."""
-
-
 @dataclass(frozen=True)
 class FixedAlpha:
-    """The baseline: every agent uses the same hand-tuned α."""
+    """The baseline (plugin ``fixed`` of the ``cbf_policy`` slot): every agent uses the same hand-tuned α."""
 
     alpha: float
 
@@ -98,7 +92,7 @@ class SwarmController:
 
     @classmethod
     def for_scenario(cls, scenario: object, cbf: MultiAgentCbfConfig | None = None,
-                     nominal: NominalConfig | None = None) -> "SwarmController":
+                     nominal: NominalConfig | None = None) -> SwarmController:
         return cls(scenario.dynamics, scenario.agent_radius_m, scenario.max_speed_m_s,  # type: ignore[attr-defined]
                    scenario.sensing_radius_m, cbf, nominal)  # type: ignore[attr-defined]
 

@@ -21,26 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from navkit.common.sensor_data import LaserScan, Pose2D
-from navkit.planning.occupancy_grid import OccupancyGrid
+from navkit.common.geometry import Pose2D, compose, transform_points, wrap_angle
+from navkit.common.sensor_data import LaserScan
+from navkit.common.occupancy_grid import OccupancyGrid
 
 IDENTITY = Pose2D(0.0, 0.0, 0.0)
-
-
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
-
-
-def _compose(a: Pose2D, b: Pose2D) -> Pose2D:
-    """``a * b``: pose ``b`` (given in a's child frame) expressed in a's parent frame."""
-    c, s = math.cos(a.yaw), math.sin(a.yaw)
-    return Pose2D(a.x + c * b.x - s * b.y, a.y + s * b.x + c * b.y, _wrap(a.yaw + b.yaw))
-
-
-def _transform(pose: Pose2D, points: np.ndarray) -> np.ndarray:
-    c, s = math.cos(pose.yaw), math.sin(pose.yaw)
-    x, y = points[:, 0], points[:, 1]
-    return np.stack([pose.x + c * x - s * y, pose.y + s * x + c * y], axis=1)
 
 
 def _increment_about(center: np.ndarray, t: np.ndarray, theta: float) -> Pose2D:
@@ -155,15 +140,15 @@ class ScanLocalizer:
         """Set the correction (e.g. from an initial-pose estimate)."""
         if not correction.is_finite():
             raise ValueError(f"correction: must be finite, got {correction!r}")
-        self._correction = Pose2D(float(correction.x), float(correction.y), _wrap(float(correction.yaw)))
+        self._correction = Pose2D(float(correction.x), float(correction.y), wrap_angle(float(correction.yaw)))
 
     def map_pose(self, odom_pose: Pose2D) -> Pose2D:
         """The robot's pose in the map frame, given its odometry pose."""
-        return _compose(self._correction, odom_pose)
+        return compose(self._correction, odom_pose)
 
     def odom_to_map_points(self, points: np.ndarray) -> np.ndarray:
         """(N, 2) odom-frame points -> map frame."""
-        return _transform(self._correction, np.asarray(points, dtype=float).reshape(-1, 2))
+        return transform_points(self._correction, np.asarray(points, dtype=float).reshape(-1, 2))
 
     def map_to_odom_points(self, points: np.ndarray) -> np.ndarray:
         """(N, 2) map-frame points -> odom frame (e.g. a planned path for the controller)."""
@@ -216,7 +201,7 @@ class ScanLocalizer:
         center = np.array([robot.x, robot.y])
         # Map-frame hits under the current correction, relative to the robot: the increment
         # rotates about the robot so its translation is exactly how far the robot moves.
-        rel = _transform(robot, base_pts) - center
+        rel = transform_points(robot, base_pts) - center
         cap = cfg.max_point_distance_m
         t = np.zeros(2)
         theta = 0.0
@@ -273,5 +258,5 @@ class ScanLocalizer:
         # Blend: move the robot's map pose the ``smoothing`` fraction of the way.
         a = cfg.smoothing
         increment = _increment_about(center, a * t, a * theta)
-        self._correction = _compose(increment, self._correction)
+        self._correction = compose(increment, self._correction)
         return LocalizationResult(self._correction, True, inliers, rms, reason)

@@ -1,15 +1,17 @@
-"""navkit.planning: occupancy grids, grid A*, the global planner and the goal sequencer."""
+"""navkit.planning: global planners (grid A*) and the goal sequencer.
+
+Planners implement :class:`navkit.common.interfaces.GlobalPlanner` and are chosen by name
+(``global_planner.plugin``); the map they plan on comes from a map source, never a simulator.
+"""
 from navkit.planning.astar import astar
-from navkit.planning.global_planner import GlobalPlanner, GlobalPlannerConfig, NoPathFound
+from navkit.planning.global_planner import GlobalPlannerConfig, GridAstarPlanner, NoPathFound
 from navkit.planning.goal_sequencer import GoalSequencer, GoalSequencerConfig
-from navkit.planning.occupancy_grid import OccupancyGrid
 
 __all__ = [
-    "GlobalPlanner",
     "GlobalPlannerConfig",
     "GoalSequencer",
     "GoalSequencerConfig",
+    "GridAstarPlanner",
     "NoPathFound",
-    "OccupancyGrid",
     "astar",
 ]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from navkit.common.errors import NavkitError
+from navkit.common.errors import PlanningFailed
 from navkit.common.sensor_data import Pose2D
 from navkit.planning.astar import astar
-from navkit.planning.occupancy_grid import OccupancyGrid
+from navkit.common.occupancy_grid import OccupancyGrid
 
 # How far from a non-traversable start the search may look for a free cell: the robot is
 # physically there, so a nearby free cell is where it can actually get back onto the plan.
@@ -25,7 +25,7 @@ _START_RECOVERY_RADIUS_M = 1.0
 
 @dataclass
 class GlobalPlannerConfig:
-    """Parameters of :class:`GlobalPlanner` (ROS 2 parameter names match the fields)."""
+    """Parameters of :class:`GridAstarPlanner` (ROS 2 parameter names match the fields)."""
 
     resolution_m: float = 0.05
     """Grid cell size the map is rasterised at; finer is more exact but A* grows with 1/res^2."""
@@ -65,11 +65,13 @@ class GlobalPlannerConfig:
                 raise ValueError(f"{name}: must be > 0, got {value!r}")
             if name in non_negative and value < 0:
                 raise ValueError(f"{name}: must be >= 0, got {value!r}")
+        if not 0.01 <= self.resolution_m <= 1.0:
+            raise ValueError(f"resolution_m: must be in [0.01, 1] m, got {self.resolution_m!r}")
         if not isinstance(self.obstacle_memory, bool):
             raise ValueError(f"obstacle_memory: expected true/false, got {self.obstacle_memory!r}")
 
 
-class NoPathFound(NavkitError):
+class NoPathFound(PlanningFailed):
     """No collision-free path exists between start and goal on the current map."""
 
     def __init__(self, start: tuple[float, float], goal: tuple[float, float], reason: str) -> None:
@@ -81,8 +83,10 @@ class NoPathFound(NavkitError):
         )
 
 
-class GlobalPlanner:
-    """Plans on a shared :class:`OccupancyGrid`; ``observe`` feeds lidar into its dynamic layer."""
+class GridAstarPlanner:
+    """A* with a clearance cost on an :class:`OccupancyGrid` (plugin ``grid_astar`` of the
+    ``global_planner`` slot, :class:`~navkit.common.interfaces.GlobalPlanner`); ``observe``
+    feeds lidar into the grid's dynamic layer."""
 
     def __init__(self, config: GlobalPlannerConfig, grid: OccupancyGrid) -> None:
         if abs(grid.resolution - config.resolution_m) > 1e-9:
@@ -231,6 +235,14 @@ class GlobalPlanner:
         return out
 
     # ------------------------------------------------------------------ replanning
+    def in_map(self, position: tuple[float, float]) -> bool:
+        """True when ``position`` lies inside the grid."""
+        return bool(self.grid.in_bounds(self.grid.world_to_cell(np.asarray(position, dtype=float).reshape(1, 2)))[0])
+
+    def forget_observations(self) -> None:
+        """Drop every lidar-marked cell (obstacles move); the static map stays."""
+        self.grid.clear_dynamic()
+
     def observe(self, points_world: np.ndarray) -> None:
         """Mark lidar hits (world frame, (N, 2)) as obstacles; forgets older ones if memory is off."""
         if not self.config.obstacle_memory:

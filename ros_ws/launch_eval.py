@@ -14,7 +14,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 MAX_MAGNITUDE = 1e15
 """Largest |number| an intermediate result may have."""

@@ -37,11 +37,11 @@ Semantics that follow ROS 2 (so both launchers agree):
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.metadata
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from navkit.common.errors import FieldError, brief
 from navkit.common.params import flatten_params
@@ -85,6 +85,12 @@ MAX_FOR_LENGTH = 1024
 MAX_NODES = 2048
 """Most nodes one launch file (with its includes and loops) may start."""
 MAX_INCLUDE_DEPTH = 32
+MAX_TEXT_LENGTH = 10_000
+"""Longest value (before substitution) a launch file may hold."""
+
+
+_NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAMESPACE = re.compile(r"/?([A-Za-z_][A-Za-z0-9_]*/?)*")
 
 
 class LaunchError(FieldError):
@@ -294,7 +300,13 @@ def _parse_node(body: dict[str, Any], scope: _Scope, at: str) -> NodeSpec:
         raise LaunchError(src, f"{at}.pkg", f"'{pkg}': only {PACKAGE} nodes can run without ros2 launch")
     _entry_point(exe, src, f"{at}.exec")  # fail at parse time, naming the file
     name = _text(body["name"], scope, f"{at}.name") if "name" in body else None
+    if name is not None and not _NODE_NAME.fullmatch(name):
+        raise LaunchError(src, f"{at}.name", f"{brief(name)} is not a valid ROS node name (letters, digits, _; "
+                                             "not starting with a digit)")
     ns = _text(body.get("namespace", ""), scope, f"{at}.namespace")
+    if not _NAMESPACE.fullmatch(ns):
+        raise LaunchError(src, f"{at}.namespace", f"{brief(ns)} is not a valid ROS namespace (names of letters, "
+                                                  "digits and _ separated by /)")
     namespace = _join_namespace(scope.namespace, ns) or "/"
     output = _text(body.get("output", "screen"), scope, f"{at}.output")
     if output not in ("screen", "log", "both"):
@@ -305,7 +317,10 @@ def _parse_node(body: dict[str, Any], scope: _Scope, at: str) -> NodeSpec:
     files, params = _parse_params(body.get("param", []), scope, f"{at}.param")
     remaps = _parse_remaps(body.get("remap", []), scope, f"{at}.remap")
     extra = body.get("args", "")
-    args = tuple(shlex.split(_text(extra, scope, f"{at}.args"))) if extra else ()
+    try:
+        args = tuple(shlex.split(_text(extra, scope, f"{at}.args"))) if extra else ()
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise LaunchError(src, f"{at}.args", f"cannot split into arguments ({exc})") from None
     return NodeSpec(name=name, namespace=namespace, pkg=pkg, exec=exe, params_files=files, params=params,
                     remaps=remaps, args=args, on_exit_shutdown=on_exit == "shutdown", output=output)
 
@@ -411,7 +426,12 @@ def _text(value: Any, scope: _Scope, at: str) -> str:
         return str(value)
     if not isinstance(value, str):
         raise LaunchError(str(scope.file), at, f"expected a string, got {type(value).__name__}")
-    text, _ = _Substituter(scope, at).template(value, 0, "")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise LaunchError(str(scope.file), at, f"a value of {len(value):,} characters exceeds {MAX_TEXT_LENGTH:,}")
+    try:
+        text, _ = _Substituter(scope, at).template(value, 0, "")
+    except RecursionError:
+        raise LaunchError(str(scope.file), at, "substitutions nested too deeply") from None
     return text
 
 
@@ -448,7 +468,7 @@ class _Substituter:
             while i < len(s) and s[i].isspace():
                 i += 1
             if i >= len(s):
-                raise self.error(f"unterminated substitution '$({s[start:]}'")
+                raise self.error(f"unterminated substitution {brief('$(' + s[start:])}")
             if s[i] == ")":
                 return self.apply(name, args), i + 1
             arg, i = self.argument(s, i)
@@ -766,6 +786,24 @@ Example:  navkit launch my_robot.launch.yaml robot:=mujoco --print
 """
 
 
+class _LauncherParser(argparse.ArgumentParser):
+    """A bad option is one line and exit 2, not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds in [0, 3600]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {brief(text)}") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 3600.0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds in [0, 3600], got {text}")
+    return value
+
+
 def parse_cli_args(items: Sequence[str]) -> dict[str, str]:
     """``name:=value`` words -> a dict; anything else is a :class:`LaunchError`."""
     out: dict[str, str] = {}
@@ -779,13 +817,13 @@ def parse_cli_args(items: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``navkit launch FILE [name:=value ...] [--print]``."""
-    parser = argparse.ArgumentParser(prog="navkit launch", description="Run a ROS 2 YAML launch file without ros2 launch.",
+    parser = _LauncherParser(prog="navkit launch", description="Run a ROS 2 YAML launch file without ros2 launch.",
                                      epilog=_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="a ROS 2 YAML launch file")
     parser.add_argument("launch_args", nargs="*", metavar="name:=value", help="launch arguments")
     parser.add_argument("--print", action="store_true", help="print the node commands and exit")
-    parser.add_argument("--stop-timeout", type=float, default=5.0, help="seconds to wait after SIGINT/SIGTERM")
-    parser.add_argument("--heartbeat-timeout", type=float, default=DEFAULT_HEARTBEAT_TIMEOUT_S,
+    parser.add_argument("--stop-timeout", type=_seconds, default=5.0, help="seconds to wait after SIGINT/SIGTERM")
+    parser.add_argument("--heartbeat-timeout", type=_seconds, default=DEFAULT_HEARTBEAT_TIMEOUT_S,
                         help="stop the launch when a node has sent no heartbeat for this many seconds (a stopped "
                              "or hung process); 0 disables (default: %(default)s)")
     ns = parser.parse_intermixed_args(argv)

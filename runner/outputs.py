@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from navkit.common.errors import NavkitError
-from navkit.common.json_output import to_json
+from navkit.common.json_output import METRICS_FILE, write_metrics
 from navkit.runner.in_process import RunResult
 from navkit.sim.scenario import Box, Scenario
 
@@ -46,18 +46,10 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-METRICS_FILE = "metrics.json"
 DEFAULT_ARTEFACTS = (METRICS_FILE, "trajectory.png", "trajectory.gif", "trajectory.mp4", "trajectories.png",
                      "traces.csv")
 """What a run writes by default; a later run into the same folder replaces these."""
 VIDEO_SUFFIXES = (".gif", ".mp4")
-
-
-def write_metrics(metrics: dict[str, Any], out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / METRICS_FILE
-    path.write_text(to_json(metrics) + "\n")
-    return path
 
 
 def prepare_output_dir(out_dir: Path, option: str = "--out") -> list[str]:

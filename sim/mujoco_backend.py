@@ -14,13 +14,14 @@ import os
 # Headless CPU rendering; must be chosen before MuJoCo creates a GL context.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
-from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand  # noqa: E402
-from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf  # noqa: E402
-from navkit.sim.mujoco_divergence import check_mujoco_divergence  # noqa: E402
-from navkit.sim.scenario import Scenario  # noqa: E402
+from navkit.common.geometry import Pose2D, quaternion_to_yaw, wrap_angle
+from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, VelocityCommand
+from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf
+from navkit.sim.mujoco_divergence import check_mujoco_divergence
+from navkit.sim.scenario import Scenario
 
 
 ODOM_WHEEL_RADIUS_SCALE = 0.996
@@ -32,12 +33,8 @@ left uncorrected, as on a real robot.
 """
 
 
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
-
-
 class MujocoRobot:
-    """A simulated AGV implementing :class:`~navkit.sim.robot_interface.RobotInterface`."""
+    """A simulated AGV: a :class:`~navkit.common.interfaces.RobotBackend` with :class:`SimulationTruth`."""
 
     def __init__(self, scenario: Scenario, *, cmd_timeout_s: float = 0.5) -> None:
         self.scenario = scenario
@@ -142,7 +139,7 @@ class MujocoRobot:
     def true_pose(self) -> Pose2D:
         q = self.data.qpos[self._qpos_adr:self._qpos_adr + 7]
         w, x, y, z = q[3:7]
-        yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+        yaw = quaternion_to_yaw(x, y, z, w)
         return Pose2D(float(q[0]), float(q[1]), yaw)
 
     def in_collision(self) -> bool:
@@ -201,7 +198,7 @@ class MujocoRobot:
         w = ODOM_WHEEL_RADIUS_SCALE * rm.wheel_radius_m * (wr - wl) / rm.wheel_separation_m
         x, y, yaw = self._odom
         mid = yaw + 0.5 * w * dt
-        self._odom = [x + v * dt * math.cos(mid), y + v * dt * math.sin(mid), _wrap(yaw + w * dt)]
+        self._odom = [x + v * dt * math.cos(mid), y + v * dt * math.sin(mid), wrap_angle(yaw + w * dt)]
         self._odom_twist = (float(v), float(w))
 
     def _check_divergence(self) -> None:

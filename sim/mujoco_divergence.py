@@ -4,7 +4,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from navkit.sim.robot_interface import SimulationDiverged
+from navkit.common.errors import SimulationDiverged
 
 
 def check_mujoco_divergence(data: object, source: str) -> None:

@@ -1,8 +1,8 @@
 """MuJoCo backend for a robot team: N disc agents and the scenario's obstacles in one model.
 
-The physics counterpart of :class:`~navkit.sim.swarm_env.SwarmEnv`: it takes the same
+The physics counterpart of :class:`~navkit.sim.kinematic_swarm.KinematicSwarm`: it takes the same
 commands ((1, N, 2) world velocities, or (v, ω) for unicycles), returns the same
-:class:`~navkit.sim.swarm_env.SwarmStep`, and a test checks the two agree within a few
+:class:`~navkit.sim.kinematic_swarm.SwarmStep`, and a test checks the two agree within a few
 centimetres. What physics adds is contact: agents are cylinders on planar joints
 (slide x, slide y, hinge z), so two agents driven into each other touch, push and are
 *detected* touching from MuJoCo's contact list rather than from a distance formula.
@@ -29,13 +29,13 @@ import os
 # Headless CPU rendering; must be chosen before MuJoCo creates a GL context.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
-from navkit.common.swarm_state import SwarmState  # noqa: E402
-from navkit.sim.mujoco_divergence import check_mujoco_divergence  # noqa: E402
-from navkit.sim.swarm_env import SwarmStep  # noqa: E402
-from navkit.sim.swarm_scenario import SwarmScenario  # noqa: E402
+from navkit.common.geometry import wrap_angle
+from navkit.common.swarm_state import SwarmState, SwarmStep
+from navkit.sim.mujoco_divergence import check_mujoco_divergence
+from navkit.sim.swarm_scenario import SwarmScenario
 
 PHYSICS_TIMESTEP_S = 0.002
 AGENT_MASS_KG = 5.0
@@ -239,7 +239,7 @@ class MujocoSwarm:
         t = float(d.time)
         pos, rad, vel = self.scenario.obstacles_at(t)
         headings = d.qpos[self._qyaw] if self.dynamics == "unicycle" else np.zeros(self.num_agents)
-        headings = (headings + np.pi) % (2 * np.pi) - np.pi
+        headings = wrap_angle(headings)
         velocities = np.stack([d.qvel[self._vx], d.qvel[self._vy]], axis=1)
         return SwarmState(positions=self.positions[None], headings=headings[None].copy(),
                           velocities=velocities[None], goals=self.goals, active=~self.reached,
@@ -267,7 +267,7 @@ class MujocoSwarm:
         return agent_hit, obstacle_hit
 
     def overlap(self) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """Geometric overlap as SwarmEnv measures it: (N,) agent, (N,) obstacle, min centre
+        """Geometric overlap as KinematicSwarm measures it: (N,) agent, (N,) obstacle, min centre
         distance between agents, min agent-surface to obstacle-surface gap."""
         p = self.positions
         n = self.num_agents

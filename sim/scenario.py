@@ -215,11 +215,12 @@ class Scenario:
             best = np.minimum(best, dist.min(axis=1))
         if self.walls and not ignore_walls:
             xmin, ymin, xmax, ymax = self.bounds
-            wall = np.minimum(np.minimum(pts[:, 0] - xmin, xmax - pts[:, 0]), np.minimum(pts[:, 1] - ymin, ymax - pts[:, 1]))
+            wall = np.minimum(np.minimum(pts[:, 0] - xmin, xmax - pts[:, 0]),
+                              np.minimum(pts[:, 1] - ymin, ymax - pts[:, 1]))
             best = np.minimum(best, np.maximum(wall, 0.0))
         return best
 
-    def with_overrides(self, **changes: Any) -> "Scenario":
+    def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with some fields replaced (CLI overrides such as --seed)."""
         return replace(self, **changes)
 
@@ -393,13 +394,13 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
 
     robot_doc = r.mapping(r.require(top, "robot", ""), "robot", {"model", "start"})
     model_name = robot_doc.get("model", "agv_diff_drive")
-    if model_name not in ROBOT_MODELS:
+    if not isinstance(model_name, str) or model_name not in ROBOT_MODELS:
         raise r.fail("robot.model", f"unknown robot model {brief(model_name)} (known: {', '.join(ROBOT_MODELS)})")
     model = ROBOT_MODELS[model_name]
     start = r.vector(r.require(robot_doc, "start", "robot"), "robot.start", 3)
 
     backend = top.get("backend", "mujoco")
-    if backend not in KNOWN_BACKENDS:
+    if not isinstance(backend, str) or backend not in KNOWN_BACKENDS:
         raise r.fail("backend", f"unknown backend {brief(backend)} (known: {', '.join(KNOWN_BACKENDS)})")
 
     goals_raw = _list(r, r.require(top, "goals", ""), "goals")
@@ -459,7 +460,8 @@ def _check_geometry(r: _Reader, sc: Scenario) -> None:
                 kind = "shelf" if isinstance(ob, Box) else "obstacle"
                 raise r.fail(where, f"{what} {list(xy)} is inside {kind} {brief(ob.name)}")
             if d < sc.robot.radius_m:
-                raise r.fail(where, f"{what} {list(xy)} is {d:.2f} m from {brief(ob.name)}; the robot (radius {sc.robot.radius_m} m) does not fit")
+                raise r.fail(where, f"{what} {list(xy)} is {d:.2f} m from {brief(ob.name)}; the robot "
+                                    f"(radius {sc.robot.radius_m} m) does not fit")
         if sc.walls:
             wall = min(xy[0] - xmin, xmax - xy[0], xy[1] - ymin, ymax - xy[1])
             if wall < sc.robot.radius_m:

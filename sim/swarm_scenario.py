@@ -273,6 +273,9 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
         if not 0.0 < rr[0] <= rr[1]:
             raise r.fail("random_obstacles.radius_m", f"expected [min, max] with 0 < min <= max, got {list(rr)}")
         region = r.vector(r.require(ro, "region", "random_obstacles"), "random_obstacles.region", 4)
+        if not (bounds[0] <= region[0] < region[2] <= bounds[2] and bounds[1] <= region[1] < region[3] <= bounds[3]):
+            raise r.fail("random_obstacles.region", f"expected [xmin, ymin, xmax, ymax] inside bounds {list(bounds)} "
+                                                    f"with xmin < xmax and ymin < ymax, got {list(region)}")
         clearance = r.number(ro.get("clearance_m", 0.5), "random_obstacles.clearance_m", minimum=0.0,
                              maximum=MAX_MAP_EXTENT_M)
         placed = 0
@@ -292,7 +295,8 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
     moving = []
     moving_raw = _list(r, doc.get("moving_obstacles"), "moving_obstacles")
     if len(moving_raw) > MAX_MOVING_OBSTACLES:
-        raise r.fail("moving_obstacles", f"{len(moving_raw)} moving obstacles exceed the limit of {MAX_MOVING_OBSTACLES}")
+        raise r.fail("moving_obstacles",
+                     f"{len(moving_raw)} moving obstacles exceed the limit of {MAX_MOVING_OBSTACLES}")
     for i, mo in enumerate(moving_raw):
         where = f"moving_obstacles[{i}]"
         m = r.mapping(mo, where, {"start", "end", "radius", "speed_m_s"})
@@ -335,7 +339,8 @@ def _check(r: _Reader, sc: SwarmScenario) -> None:
             i, j = np.unravel_index(int(np.argmin(d)), d.shape)
             raise r.fail(where, f"agents {i} and {j} overlap at their {name}s ({d[i, j]:.2f} m apart)")
         if len(sc.static_obstacles):
-            gap = np.linalg.norm(pts[:, None] - sc.static_obstacles[None, :, :2], axis=2) - sc.static_obstacles[None, :, 2]
+            centres, radii = sc.static_obstacles[None, :, :2], sc.static_obstacles[None, :, 2]
+            gap = np.linalg.norm(pts[:, None] - centres, axis=2) - radii
             if gap.min() < sc.agent_radius_m:
                 i, j = np.unravel_index(int(np.argmin(gap)), gap.shape)
                 raise r.fail(where, f"agent {i}'s {name} overlaps obstacle {j}")

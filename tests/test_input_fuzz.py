@@ -37,7 +37,7 @@ def _load_swarm(path: Path) -> None:
 
 
 def _load_params(path: Path) -> None:
-    from navkit.runner.stack_config import load_stack_config
+    from navkit.stack.config import load_stack_config
 
     load_stack_config(path)
 
@@ -49,7 +49,7 @@ def _load_launch(path: Path) -> None:
 
 
 def _load_training(path: Path) -> None:
-    from navkit.planning.online_cbf_training import load_config
+    from navkit.learning.online_cbf_training import load_config
 
     load_config(path)
 
@@ -59,7 +59,7 @@ READERS: dict[str, tuple[Path, Callable[[Path], None]]] = {
     "swarm scenario": (REPO / "scenarios" / "multi" / "cluttered.yaml", _load_swarm),
     "parameter file": (REPO / "ros_ws" / "config" / "navkit.params.yaml", _load_params),
     "launch file": (REPO / "ros_ws" / "launch" / "multi_robot.launch.yaml", _load_launch),
-    "training config": (REPO / "planning" / "configs" / "online_cbf.yaml", _load_training),
+    "training config": (REPO / "learning" / "configs" / "online_cbf.yaml", _load_training),
 }
 
 

@@ -1,6 +1,6 @@
 """ROS 2 controller node: ``plan`` + ``odom`` -> ``cmd_vel_nav`` (nominal, unfiltered).
 
-Wraps the pure-pursuit tracker. Its output is only a wish: the safety filter node
+Wraps the ``local_controller`` plugin (pure pursuit by default). Its output is only a wish: the safety filter node
 turns it into ``cmd_vel``. No plan, or odometry that is stale or non-finite, gives a
 zero command, never a guess.
 """
@@ -15,11 +15,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from navkit.common.sensor_data import VelocityCommand, is_fresh
-from navkit.control.pure_pursuit import PurePursuit
+from navkit.common.interfaces import LocalController
+from navkit.common.observation import ControlTarget, Observation
 from navkit.ros_ws.navkit_nodes.conversions import command_to_msg, from_time, odometry_from_msg, path_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
 from navkit.ros_ws.navkit_nodes.planner_node import PLAN_QOS
-from navkit.runner.stack_config import controller_from_params
+from navkit.stack.config import controller_from_params
+from navkit.stack.plugin_catalog import default_registry
 
 ODOM_TIMEOUT_S = 0.5
 
@@ -27,8 +29,9 @@ ODOM_TIMEOUT_S = 0.5
 class ControllerNode(Node):
     def __init__(self) -> None:
         super().__init__("controller", automatically_declare_parameters_from_overrides=True)
-        node_cfg, tracker_cfg = controller_from_params(node_params(self), params_source(self))
-        self.tracker = PurePursuit(tracker_cfg)
+        registry = default_registry()
+        node_cfg, choice = controller_from_params(node_params(self), params_source(self), registry)
+        self.controller: LocalController = registry.build(choice)
         self.path = None
         self.odom = None
         qos = QoSProfile(depth=10)
@@ -40,7 +43,7 @@ class ControllerNode(Node):
     def _on_plan(self, msg: PathMsg) -> None:
         path = path_from_msg(msg)
         self.path = path if len(path) else None
-        self.tracker.reset()
+        self.controller.reset()
 
     def _on_odom(self, msg: OdometryMsg) -> None:
         self.odom = odometry_from_msg(msg)
@@ -48,13 +51,13 @@ class ControllerNode(Node):
     def _tick(self) -> None:
         now = from_time(self.get_clock().now().to_msg())
         odom = self.odom
-        v = w = 0.0
+        command = VelocityCommand(now, 0.0, 0.0)
         if odom is None or not odom.is_finite() or not is_fresh(odom.stamp, now, ODOM_TIMEOUT_S):
             if odom is not None:
                 self.get_logger().warning("odometry stale or invalid: commanding zero", throttle_duration_sec=1.0)
-        elif self.path is not None:
-            v, w = self.tracker.compute(odom.pose, self.path)
-        self.cmd_pub.publish(command_to_msg(VelocityCommand(now, v, w)))
+        else:
+            command = self.controller.compute(Observation(now, odom=odom), ControlTarget(path=self.path))
+        self.cmd_pub.publish(command_to_msg(command))
 
 
 def main(argv: list[str] | None = None) -> int:

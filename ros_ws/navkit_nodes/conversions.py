@@ -5,7 +5,6 @@ ROS message. Frames follow REP-105 (odom -> base_link, scan in base_scan).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -15,7 +14,8 @@ from nav_msgs.msg import Path as PathMsg
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
-from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, Pose2D, VelocityCommand
+from navkit.common.geometry import Pose2D, quaternion_to_yaw, yaw_to_quaternion
+from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, VelocityCommand
 
 
 def to_time(seconds: float) -> Time:
@@ -25,15 +25,6 @@ def to_time(seconds: float) -> Time:
 
 def from_time(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
-
-
-def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation about z."""
-    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
-
-
-def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def odometry_to_msg(odom: Odometry) -> OdometryMsg:

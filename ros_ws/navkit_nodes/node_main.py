@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -21,7 +22,7 @@ def node_params(node: Node) -> dict[str, Any]:
     key in the file arrives here and :func:`navkit.common.params.config_from_params`
     can reject the unknown ones instead of silently ignoring a typo.
     """
-    return {name: p.value for name, p in node._parameters.items()}  # noqa: SLF001 - rclpy has no public "all"
+    return {name: p.value for name, p in node._parameters.items()}
 
 
 def params_source(node: Node) -> str:

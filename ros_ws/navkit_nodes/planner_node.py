@@ -1,17 +1,20 @@
 """ROS 2 planner node: odom + scan -> ``plan`` (nav_msgs/Path in odom).
 
-Wraps :class:`~navkit.runner.navigation_stack.PlanningStage`, the same code the
+Wraps :class:`~navkit.stack.planning_stage.PlanningStage`, the same code the
 in-process runner calls: scan-to-map localisation (map -> odom), lidar obstacles,
-goal sequencing and A*. The path is planned on the map and published in the odom
-frame, again whenever the localisation correction moves. The static map and the goal list come from the scenario
-file (parameter ``scenario``); a ``goal_pose`` message replaces the goal list with
-that one goal. An empty Path means "no path: stop".
+goal sequencing and the ``global_planner`` plugin. The path is planned on the map and
+published in the odom frame, again whenever the localisation correction moves. The map
+comes from the ``map_source`` plugin (a scenario in simulation, a map_server file on a
+robot); the goal list from the scenario file when there is one. A ``goal_pose`` (frame
+``map`` or ``odom``) replaces the goal list with that one goal; a non-finite, off-map or
+wrongly framed one is refused with a log line. An empty Path means "no path: stop".
 """
 from __future__ import annotations
 
 import math
 import sys
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -23,19 +26,21 @@ from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
 from navkit.common.errors import NavkitError
+from navkit.common.plugins import PluginChoice
 from navkit.common.sensor_data import Odometry, is_fresh
-from navkit.planning.goal_sequencer import GoalSequencer, GoalSequencerConfig
 from navkit.ros_ws.navkit_nodes.conversions import from_time, odometry_from_msg, path_to_msg, scan_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
-from navkit.runner.navigation_stack import PlanningStage
-from navkit.runner.stack_config import planner_from_params
-from navkit.sim.scenario import load_scenario
+from navkit.stack.config import planner_from_params
+from navkit.stack.navigation_stack import build_planning_stage
+from navkit.stack.plugin_catalog import default_registry
 
 
 GOAL_FRAMES = ("map", "odom")
 """Frames a ``goal_pose`` may be given in (an ``odom`` goal is moved onto the map by the localiser)."""
 ODOM_TIMEOUT_S = 0.5
 """Odometry stamped further than this from the node's clock (either way) is ignored."""
+DEFAULT_GOAL_TOLERANCE_M = 0.25
+"""Goal tolerance when no scenario gives one (goals from ``goal_pose``)."""
 ODOM_HISTORY = 50
 """Odometry samples kept for matching scans by time (1 s at 50 Hz)."""
 ODOM_MATCH_TOLERANCE_S = 0.05
@@ -44,14 +49,32 @@ PLAN_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """``plan`` QoS, shared with the controller: the last path reaches late subscribers."""
 
 
+def load_mission(scenario_file: str, map_source: PluginChoice) -> tuple[list[tuple[float, float]], float, Any]:
+    """Goals, goal tolerance and the scenario (if any) the planner starts with.
+
+    In simulation the scenario file holds the goal list (and, for the ``scenario`` map
+    source, the map); on a robot there is none: the planner waits for ``goal_pose``.
+    """
+    if not scenario_file:
+        if map_source.name == "scenario" and not map_source.config.file:
+            raise NavkitError("planner: scenario: the scenario map source needs a scenario file "
+                              "(or map_source.plugin: map_file with map_source.file)")
+        return [], DEFAULT_GOAL_TOLERANCE_M, None
+    from navkit.sim.scenario import load_scenario
+
+    scenario = load_scenario(scenario_file)
+    return list(scenario.goals), scenario.goal_tolerance_m, scenario
+
+
 class PlannerNode(Node):
     def __init__(self) -> None:
         super().__init__("planner", automatically_declare_parameters_from_overrides=True)
-        node_cfg, planner_cfg, localizer_cfg = planner_from_params(node_params(self), params_source(self))
-        if not node_cfg.scenario:
-            raise NavkitError(f"{params_source(self)}: scenario: the planner needs the scenario file for its map")
-        self.scenario = load_scenario(node_cfg.scenario)
-        self.stage = PlanningStage(self.scenario, node_cfg, planner_cfg, localizer_cfg)
+        source = params_source(self)
+        registry = default_registry()
+        node_cfg, map_source, planner, localizer_cfg = planner_from_params(node_params(self), source, registry)
+        goals, tolerance, scenario = load_mission(node_cfg.scenario, map_source)
+        self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, registry, goals=goals,
+                                          goal_tolerance_m=tolerance, scenario=scenario)
         self.odom = None
         self.odom_history: deque[Odometry] = deque(maxlen=ODOM_HISTORY)
         qos = QoSProfile(depth=10)
@@ -117,12 +140,10 @@ class PlannerNode(Node):
             return
         if frame == "odom" and self.stage.localizer is not None:
             goal = tuple(self.stage.localizer.odom_to_map_points(np.array([goal]))[0])
-        grid = self.stage.planner.grid
-        if not grid.in_bounds(grid.world_to_cell(goal)):
+        if not self.stage.planner.in_map(goal):
             self.get_logger().error(f"goal_pose rejected: {tuple(round(v, 2) for v in goal)} is outside the map")
             return
-        self.stage.goals = GoalSequencer([goal], GoalSequencerConfig(self.scenario.goal_tolerance_m))
-        self.stage.path = None
+        self.stage.set_goal(goal)
         self.get_logger().info(f"new goal {goal} (map frame)")
 
     def _tick(self) -> None:

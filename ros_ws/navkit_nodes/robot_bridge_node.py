@@ -3,14 +3,14 @@
 Publishes ``odom`` (nav_msgs/Odometry, odom -> base_link), ``scan``, ``camera/image_raw``
 and, when simulating, ``/clock``; applies ``cmd_vel`` (geometry_msgs/TwistStamped).
 Which robot is behind it is one parameter (``backend``, the launch argument
-``robot:=...``); the other nodes cannot tell the difference.
+``robot:=...``), a ``robot_backend`` plugin name; the other nodes cannot tell the difference.
 
 TF: the odom -> base_link transform needs ``tf2_msgs``, which is not on PyPI; the
 bridge publishes ``/tf`` when tf2_msgs is importable (a ROS 2 install) and otherwise
 relies on the Odometry message's frame ids, which carry the same transform.
 
 When simulating, the bridge also watches the episode with the same
-:class:`~navkit.runner.episode_monitor.EpisodeMonitor` as the in-process runner, writes
+:class:`~navkit.learning.navigation_task.NavigationTask` as the in-process runner, writes
 ``metrics.json`` to ``output_dir`` and exits (0: every goal reached, 3: time limit),
 so a launch with ``on_exit: shutdown`` ends with the run.
 """
@@ -27,14 +27,15 @@ from nav_msgs.msg import Odometry as OdometryMsg
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
-from navkit.runner.outputs import write_metrics
 from navkit.common.errors import NavkitError
+from navkit.common.json_output import write_metrics
 from navkit.common.sensor_data import VelocityCommand
 from navkit.ros_ws.navkit_nodes.conversions import (
     command_from_msg, image_to_msg, odometry_to_msg, scan_to_msg, to_time, yaw_to_quaternion)
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
-from navkit.runner.episode_monitor import EpisodeMonitor
-from navkit.runner.stack_config import bridge_from_params
+from navkit.learning.navigation_task import NavigationTask
+from navkit.stack.config import bridge_from_params
+from navkit.stack.plugin_catalog import default_registry
 from navkit.sim.scenario import load_scenario
 
 try:  # present on a ROS 2 install, absent from PyPI
@@ -47,18 +48,17 @@ except ImportError:  # pragma: no cover - depends on the machine
 class RobotBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__("robot_bridge", automatically_declare_parameters_from_overrides=True)
-        self.config = bridge_from_params(node_params(self), params_source(self))
+        registry = default_registry()
+        self.config = bridge_from_params(node_params(self), params_source(self), registry)
         cfg = self.config
-        if cfg.backend != "mujoco":
-            raise NavkitError(f"{params_source(self)}: backend: unknown robot backend {cfg.backend!r} (known: mujoco)")
         if not cfg.scenario:
             raise NavkitError(f"{params_source(self)}: scenario: a simulated robot needs a scenario file")
-        from navkit.sim.mujoco_backend import MujocoRobot
-
         self.scenario = load_scenario(cfg.scenario)
-        self.robot = MujocoRobot(self.scenario, cmd_timeout_s=cfg.cmd_timeout_s)
+        choice = registry.choose("robot_backend", {"robot_backend.plugin": cfg.backend}, params_source(self),
+                                 prefix="robot_backend")
+        self.robot = registry.build(choice, scenario=self.scenario, cmd_timeout_s=cfg.cmd_timeout_s)
         self.dt = 1.0 / cfg.control_rate_hz
-        self.monitor = EpisodeMonitor(self.scenario, self.dt)
+        self.monitor = NavigationTask(self.scenario, self.dt)
         self.exit_code = 0
         self.finished = False
         qos = QoSProfile(depth=10)

@@ -1,7 +1,7 @@
 """ROS 2 safety filter node: ``cmd_vel_nav`` + ``scan`` -> ``cmd_vel`` (TwistStamped).
 
-The last stage before the robot, like Nav2's collision monitor. It wraps
-:class:`~navkit.control.cbf_filter.CbfSafetyFilter` unchanged: infeasible QP -> brake,
+The last stage before the robot, like Nav2's collision monitor. It wraps the
+``safety_filter`` plugin (:class:`~navkit.control.cbf_filter.CbfSafetyFilter` by default) unchanged: infeasible QP -> brake,
 NaN/Inf or stale inputs -> zero velocity, each counted and logged at most once per
 second, never a crash and never motion. With ``filter_on_scan`` it re-filters the last
 nominal command the moment a scan arrives, so an obstacle reaches the wheels within
@@ -19,10 +19,12 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
 from navkit.common.sensor_data import VelocityCommand
-from navkit.control.cbf_filter import CbfSafetyFilter, FilterStatus
+from navkit.common.interfaces import FilterStatus, SafetyFilter
+from navkit.common.observation import Observation
 from navkit.ros_ws.navkit_nodes.conversions import command_from_msg, command_to_msg, from_time, scan_from_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
-from navkit.runner.stack_config import safety_filter_from_params
+from navkit.stack.config import safety_filter_from_params
+from navkit.stack.plugin_catalog import default_registry
 
 _REFUSALS = {FilterStatus.INFEASIBLE_BRAKE: "QP infeasible",
              FilterStatus.INVALID_INPUT: "invalid input",
@@ -35,8 +37,9 @@ LOG_PERIOD_S = 1.0
 class SafetyFilterNode(Node):
     def __init__(self) -> None:
         super().__init__("safety_filter", automatically_declare_parameters_from_overrides=True)
-        self.node_cfg, cbf_cfg = safety_filter_from_params(node_params(self), params_source(self))
-        self.filter = CbfSafetyFilter(cbf_cfg)
+        registry = default_registry()
+        self.node_cfg, choice = safety_filter_from_params(node_params(self), params_source(self), registry)
+        self.filter: SafetyFilter = registry.build(choice)
         self.scan = None
         self.cmd: VelocityCommand | None = None
         self._last_logged: dict[FilterStatus, float] = {}
@@ -59,7 +62,7 @@ class SafetyFilterNode(Node):
 
     def _publish(self) -> None:
         now = self._now()
-        result = self.filter.filter(self.cmd, self.scan, now)
+        result = self.filter.filter(self.cmd, Observation(now, scan=self.scan), now)
         text = _REFUSALS.get(result.status)
         wall = time.monotonic()
         if text is not None and wall - self._last_logged.get(result.status, -math.inf) >= LOG_PERIOD_S:

@@ -21,8 +21,8 @@ Every control period (``scenario.control_dt_s`` sim seconds, ``1/real_time_facto
 that in wall time) it steps the backend with each robot's latest command. Watchdog: a
 robot whose last command arrived more than ``cmd_timeout_s`` sim seconds ago (or never)
 is stopped, and counted once per stale episode in ``watchdog_trips``. The episode is
-scored by :class:`~navkit.planning.swarm_rollout.EpisodeScorer` (the definitions of
-:func:`~navkit.planning.swarm_rollout.rollout`); ``infeasible`` is -1 because the QPs
+scored by :class:`~navkit.learning.swarm_rollout.EpisodeScorer` (the definitions of
+:func:`~navkit.learning.swarm_rollout.rollout`); ``infeasible`` is -1 because the QPs
 run in the agent nodes. At the end it writes ``metrics.json`` to ``output_dir`` and exits
 0 (every robot at its goal at once) or 3 (time limit), so ``on_exit: shutdown`` ends
 the launch.
@@ -43,15 +43,17 @@ from rclpy.qos import QoSProfile
 from rosgraph_msgs.msg import Clock
 from visualization_msgs.msg import Marker, MarkerArray
 
-from navkit.runner.outputs import write_metrics
 from navkit.common.errors import NavkitError
+from navkit.common.json_output import write_metrics
 from navkit.common.params import config_from_params
-from navkit.planning.swarm_rollout import EpisodeScorer
-from navkit.ros_ws.navkit_nodes.conversions import to_time, yaw_to_quaternion
+from navkit.learning.swarm_task import EpisodeScorer
+from navkit.common.geometry import yaw_to_quaternion
+from navkit.ros_ws.navkit_nodes.conversions import to_time
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
-from navkit.sim.swarm_scenario import SwarmScenario, load_swarm_scenario
+from navkit.sim.swarm_perception import perceived_obstacles
+from navkit.sim.swarm_scenario import load_swarm_scenario
+from navkit.stack.plugin_catalog import default_registry
 
-BACKENDS = ("auto", "mujoco", "kinematic")
 OBSTACLE_MARKER_NS = "obstacles"
 OBSTACLE_MARKER_HEIGHT_M = 0.5
 
@@ -66,8 +68,8 @@ class SwarmBridgeConfig:
     """Resize the layout to this many robots; 0 = the file's count."""
     seed: int = -1
     """Scenario seed; -1 = the file's seed."""
-    backend: str = "auto"
-    """``mujoco`` (physics), ``kinematic`` (SwarmEnv), or ``auto``: mujoco when it imports."""
+    backend: str = "mujoco"
+    """A ``swarm_backend`` plugin: ``mujoco`` (physics) or ``kinematic`` (vectorised kinematics)."""
     real_time_factor: float = 1.0
     """Simulated seconds per wall second."""
     cmd_timeout_s: float = 0.5
@@ -82,37 +84,11 @@ class SwarmBridgeConfig:
     def __post_init__(self) -> None:
         if self.wait_for_robots_s < 0:
             raise ValueError("wait_for_robots_s must be >= 0")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.num_agents < 0:
             raise ValueError("num_agents must be >= 0")
         for name in ("real_time_factor", "cmd_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-
-
-def make_backend(scenario: SwarmScenario, backend: str) -> tuple[object, str]:
-    """(simulator, name): MujocoSwarm when asked for (or ``auto`` and importable), else SwarmEnv."""
-    if backend in ("auto", "mujoco"):
-        try:
-            from navkit.sim.mujoco_swarm import MujocoSwarm
-        except ImportError as exc:
-            if backend == "mujoco":
-                raise NavkitError(f"backend: mujoco: navkit.sim.mujoco_swarm is not importable ({exc})") from None
-        else:
-            return MujocoSwarm(scenario), "mujoco"
-    from navkit.sim.swarm_env import SwarmEnv
-
-    return SwarmEnv([scenario]), "kinematic"
-
-
-def perceived_obstacles(position: np.ndarray, obstacle_positions: np.ndarray, obstacle_radii: np.ndarray,
-                        sensing_radius_m: float) -> np.ndarray:
-    """Indices of the obstacles whose surface is within ``sensing_radius_m`` of ``position``."""
-    if len(obstacle_radii) == 0:
-        return np.zeros(0, dtype=int)
-    surface = np.linalg.norm(obstacle_positions - position, axis=-1) - obstacle_radii
-    return np.flatnonzero(surface <= sensing_radius_m)
 
 
 class SwarmBridgeNode(Node):
@@ -124,7 +100,9 @@ class SwarmBridgeNode(Node):
             raise NavkitError(f"{source}: scenario: the swarm bridge needs a swarm scenario file")
         spec = load_swarm_scenario(cfg.scenario)
         self.scenario = spec.expand(seed=None if cfg.seed < 0 else cfg.seed, num_agents=cfg.num_agents or None)
-        self.sim, self.backend = make_backend(self.scenario, cfg.backend)
+        registry = default_registry()
+        choice = registry.choose("swarm_backend", {"swarm_backend.plugin": cfg.backend}, source, prefix="swarm_backend")
+        self.sim, self.backend = registry.build(choice, scenario=self.scenario), cfg.backend
         self.sim.reset()
         n = self.n = self.scenario.num_agents
         self.dt = self.scenario.control_dt_s

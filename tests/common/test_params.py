@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from navkit.common import ParameterError, config_from_params, load_node_params
-from navkit.runner.stack_config import DEFAULT_PARAMS_FILE, load_stack_config
+from navkit.stack.config import DEFAULT_PARAMS_FILE, load_stack_config
 
 
 def _write(tmp_path: Path, text: str, name: str = "params.yaml") -> Path:
@@ -200,32 +200,39 @@ def test_shipped_params_file_loads_with_its_written_values() -> None:
     cfg = load_stack_config()
     assert cfg.source == str(DEFAULT_PARAMS_FILE)
     sf = raw["safety_filter"]["ros__parameters"]
-    for key, value in sf["cbf"].items():
-        assert getattr(cfg.cbf, key) == pytest.approx(value), f"cbf.{key}"
-    assert cfg.safety_filter.filter_on_scan is sf["filter_on_scan"]
+    assert cfg.safety_filter.name == sf["safety_filter"]["plugin"] == "cbf_lidar"
+    for key, value in sf["safety_filter"].items():
+        if key != "plugin":
+            assert getattr(cfg.safety_filter.config, key) == pytest.approx(value), f"safety_filter.{key}"
+    assert cfg.safety_filter_node.filter_on_scan is sf["filter_on_scan"]
     ctl = raw["controller"]["ros__parameters"]
-    for key, value in ctl["pure_pursuit"].items():
-        assert getattr(cfg.pure_pursuit, key) == pytest.approx(value), f"pure_pursuit.{key}"
+    assert cfg.local_controller.name == ctl["local_controller"]["plugin"] == "pure_pursuit"
+    for key, value in ctl["local_controller"].items():
+        if key != "plugin":
+            assert getattr(cfg.local_controller.config, key) == pytest.approx(value), f"local_controller.{key}"
     assert cfg.controller.rate_hz == ctl["rate_hz"]
     pl = raw["planner"]["ros__parameters"]
+    assert cfg.global_planner.name == "grid_astar" and cfg.map_source.name == "scenario"
     for key, value in pl["global_planner"].items():
-        assert getattr(cfg.global_planner, key) == pytest.approx(value), f"global_planner.{key}"
+        if key != "plugin":
+            assert getattr(cfg.global_planner.config, key) == pytest.approx(value), f"global_planner.{key}"
     assert cfg.planner.rate_hz == pl["rate_hz"]
     assert cfg.planner.observe_range_m == pl["observe_range_m"]
     br = raw["robot_bridge"]["ros__parameters"]
     for key, value in br.items():
         assert getattr(cfg.bridge, key) == value, f"robot_bridge.{key}"
     # Spot checks against the literal values, so an edit to both file and loader is noticed.
-    assert cfg.cbf.alpha == 1.0 and cfg.pure_pursuit.v_max == 0.7 and cfg.cbf.v_max == 0.8
+    assert cfg.safety_filter.config.alpha == 1.0 and cfg.local_controller.config.v_max == 0.7
+    assert cfg.safety_filter.config.v_max == 0.8
 
 
 def test_stack_config_changed_value_and_namespace(tmp_path: Path) -> None:
     text = DEFAULT_PARAMS_FILE.read_text().replace("alpha: 1.0", "alpha: 2.5")
-    text += "\n/robot_0/controller:\n  ros__parameters:\n    pure_pursuit: {v_max: 0.4}\n"
+    text += "\n/robot_0/controller:\n  ros__parameters:\n    local_controller: {v_max: 0.4}\n"
     path = _write(tmp_path, text)
-    assert load_stack_config(path).cbf.alpha == 2.5
-    assert load_stack_config(path).pure_pursuit.v_max == 0.7
-    assert load_stack_config(path, namespace="/robot_0").pure_pursuit.v_max == 0.4
+    assert load_stack_config(path).safety_filter.config.alpha == 2.5
+    assert load_stack_config(path).local_controller.config.v_max == 0.7
+    assert load_stack_config(path, namespace="/robot_0").local_controller.config.v_max == 0.4
 
 
 def test_stack_config_unknown_key_names_it(tmp_path: Path) -> None:
@@ -233,8 +240,17 @@ def test_stack_config_unknown_key_names_it(tmp_path: Path) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(ParameterError) as err:
         load_stack_config(path)
-    assert err.value.field == "cbf.alhpa"
+    assert err.value.field == "safety_filter.alhpa"
     assert err.value.source == str(path)
+
+
+def test_stack_config_unknown_plugin_names_the_known_ones(tmp_path: Path) -> None:
+    text = DEFAULT_PARAMS_FILE.read_text().replace("plugin: pure_pursuit", "plugin: pure_persuit")
+    path = _write(tmp_path, text)
+    with pytest.raises(ParameterError) as err:
+        load_stack_config(path)
+    assert err.value.field == "local_controller.plugin"
+    assert "did you mean pure_pursuit" in err.value.problem
 
 
 def test_stack_config_invalid_value_is_parameter_error(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from navkit.common.observation import Observation
 from navkit.common.sensor_data import LaserScan, VelocityCommand
-from navkit.control.cbf_filter import CbfFilterConfig, CbfSafetyFilter, FilterStatus
+from navkit.common.interfaces import FilterStatus
+from navkit.control.cbf_filter import CbfFilterConfig, CbfSafetyFilter
 from navkit.control.qp_reference import solve_reference
 
 N_RAYS = 360
@@ -60,7 +62,7 @@ def test_random_scans_output_satisfies_constraints_and_is_optimal() -> None:
         ranges[rng.random(N_RAYS) < 0.4] = np.inf
         scan = make_scan(ranges, stamp=float(i))
         nominal = cmd(rng.uniform(-0.5, 1.2), rng.uniform(-2.0, 2.0), stamp=float(i))
-        result = filt.filter(nominal, scan, now=float(i))
+        result = filt.filter(nominal, Observation(0.0, scan=scan), now=float(i))
         statuses[result.status] = statuses.get(result.status, 0) + 1
         A, b = filt.constraints(scan.points_xy(too_close_as_hits=True))
         assert result.num_constraints == A.shape[0]
@@ -99,7 +101,7 @@ def test_pass_when_nothing_is_near() -> None:
     filt = CbfSafetyFilter()
     ranges = np.full(N_RAYS, np.inf)
     ranges[::7] = 3.5  # returns beyond the sensing range
-    result = filt.filter(cmd(0.6, 0.4), make_scan(ranges), now=0.0)
+    result = filt.filter(cmd(0.6, 0.4), Observation(0.0, scan=make_scan(ranges)), now=0.0)
     assert result.status is FilterStatus.PASS
     assert (result.command.v, result.command.omega) == (0.6, 0.4)
     assert result.min_h == math.inf
@@ -108,14 +110,14 @@ def test_pass_when_nothing_is_near() -> None:
 
 def test_output_is_clipped_into_the_box() -> None:
     filt = CbfSafetyFilter()
-    result = filt.filter(cmd(2.0, -3.0), make_scan(np.full(N_RAYS, np.inf)), now=0.0)
+    result = filt.filter(cmd(2.0, -3.0), Observation(0.0, scan=make_scan(np.full(N_RAYS, np.inf))), now=0.0)
     assert result.status is FilterStatus.MODIFIED
     assert (result.command.v, result.command.omega) == (0.8, -1.5)
 
 
 def test_obstacle_ahead_slows_the_robot() -> None:
     filt = CbfSafetyFilter()
-    result = filt.filter(cmd(0.8, 0.0), scan_of_points([(0.7, 0.0)]), now=0.0)
+    result = filt.filter(cmd(0.8, 0.0), Observation(0.0, scan=scan_of_points([(0.7, 0.0)])), now=0.0)
     assert result.status is FilterStatus.MODIFIED
     assert result.command.v < 0.8
     assert result.min_h > 0.0
@@ -124,7 +126,7 @@ def test_obstacle_ahead_slows_the_robot() -> None:
 def test_brakes_and_counts_when_infeasible() -> None:
     # Inside D both ahead of and behind the look-ahead point: no (v, ω) can raise both h.
     filt = CbfSafetyFilter()
-    result = filt.filter(cmd(0.5, 0.0), scan_of_points([(0.4, 0.0), (-0.3, 0.0)]), now=0.0)
+    result = filt.filter(cmd(0.5, 0.0), Observation(0.0, scan=scan_of_points([(0.4, 0.0), (-0.3, 0.0)])), now=0.0)
     assert result.status is FilterStatus.INFEASIBLE_BRAKE
     assert (result.command.v, result.command.omega) == (0.0, 0.0)
     assert result.min_h < 0.0
@@ -134,7 +136,7 @@ def test_brakes_and_counts_when_infeasible() -> None:
 def test_single_intrusion_backs_out() -> None:
     # Inside D on one side only: feasible, and the filter must move away (reverse).
     filt = CbfSafetyFilter()
-    result = filt.filter(cmd(0.5, 0.0), scan_of_points([(0.4, 0.0)]), now=0.0)
+    result = filt.filter(cmd(0.5, 0.0), Observation(0.0, scan=scan_of_points([(0.4, 0.0)])), now=0.0)
     assert result.status is FilterStatus.MODIFIED
     assert result.command.v < 0.0
 
@@ -142,9 +144,9 @@ def test_single_intrusion_backs_out() -> None:
 def test_negative_infinity_range_is_an_obstacle() -> None:
     filt = CbfSafetyFilter()
     ranges = np.full(N_RAYS, np.inf)
-    free = filt.filter(cmd(0.5, 0.0), make_scan(ranges), now=0.0)
+    free = filt.filter(cmd(0.5, 0.0), Observation(0.0, scan=make_scan(ranges)), now=0.0)
     ranges[N_RAYS // 2] = -np.inf  # straight ahead, too close to measure
-    blocked = filt.filter(cmd(0.5, 0.0), make_scan(ranges), now=0.0)
+    blocked = filt.filter(cmd(0.5, 0.0), Observation(0.0, scan=make_scan(ranges)), now=0.0)
     assert free.status is FilterStatus.PASS
     assert blocked.status is not FilterStatus.PASS
     assert blocked.command.v <= 0.0
@@ -160,30 +162,30 @@ def _assert_refused(result, status: FilterStatus) -> None:
 def test_bad_inputs_give_zero_command_and_are_counted() -> None:
     filt = CbfSafetyFilter()
     clear = make_scan(np.full(N_RAYS, np.inf), stamp=10.0)
-    _assert_refused(filt.filter(cmd(math.nan, 0.0, 10.0), clear, now=10.0), FilterStatus.INVALID_INPUT)
-    _assert_refused(filt.filter(cmd(0.3, math.inf, 10.0), clear, now=10.0), FilterStatus.INVALID_INPUT)
-    _assert_refused(filt.filter(cmd(0.3, 0.0, math.nan), clear, now=10.0), FilterStatus.INVALID_INPUT)
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), clear, now=math.nan), FilterStatus.INVALID_INPUT)
+    _assert_refused(filt.filter(cmd(math.nan, 0.0, 10.0), Observation(0.0, scan=clear), now=10.0), FilterStatus.INVALID_INPUT)
+    _assert_refused(filt.filter(cmd(0.3, math.inf, 10.0), Observation(0.0, scan=clear), now=10.0), FilterStatus.INVALID_INPUT)
+    _assert_refused(filt.filter(cmd(0.3, 0.0, math.nan), Observation(0.0, scan=clear), now=10.0), FilterStatus.INVALID_INPUT)
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), Observation(0.0, scan=clear), now=math.nan), FilterStatus.INVALID_INPUT)
     nan_ranges = np.full(N_RAYS, np.inf)
     nan_ranges[17] = np.nan
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), make_scan(nan_ranges, 10.0), now=10.0), FilterStatus.INVALID_INPUT)
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), Observation(0.0, scan=make_scan(nan_ranges, 10.0)), now=10.0), FilterStatus.INVALID_INPUT)
     assert filt.stats.invalid_input == 5
 
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), make_scan(np.full(N_RAYS, np.inf), 9.4), now=10.0),
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), Observation(0.0, scan=make_scan(np.full(N_RAYS, np.inf), 9.4)), now=10.0),
                     FilterStatus.STALE_INPUT)  # stale scan
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 9.4), clear, now=10.0), FilterStatus.STALE_INPUT)  # stale command
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.6), clear, now=10.0), FilterStatus.STALE_INPUT)  # future command
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), make_scan(np.full(N_RAYS, np.inf), 10.6), now=10.0),
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 9.4), Observation(0.0, scan=clear), now=10.0), FilterStatus.STALE_INPUT)  # stale command
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.6), Observation(0.0, scan=clear), now=10.0), FilterStatus.STALE_INPUT)  # future command
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), Observation(0.0, scan=make_scan(np.full(N_RAYS, np.inf), 10.6)), now=10.0),
                     FilterStatus.STALE_INPUT)  # future scan
     assert filt.stats.stale_input == 4
 
-    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), None, now=10.0), FilterStatus.NO_SCAN)
+    _assert_refused(filt.filter(cmd(0.3, 0.0, 10.0), Observation(0.0, scan=None), now=10.0), FilterStatus.NO_SCAN)
     assert filt.stats.no_scan == 1
     assert filt.stats.ticks == 10
     assert filt.stats.interventions == 0
 
     # Just inside the timeout is fine.
-    ok = filt.filter(cmd(0.3, 0.0, 9.6), make_scan(np.full(N_RAYS, np.inf), 9.6), now=10.0)
+    ok = filt.filter(cmd(0.3, 0.0, 9.6), Observation(0.0, scan=make_scan(np.full(N_RAYS, np.inf), 9.6)), now=10.0)
     assert ok.status is FilterStatus.PASS
     filt.reset_stats()
     assert filt.stats.ticks == 0 and filt.stats.stale_input == 0
@@ -213,25 +215,25 @@ UNUSABLE_SCANS = {
 def test_a_scan_that_cannot_show_obstacles_stops_the_robot(name: str) -> None:
     """Issue 6 (1): an empty or malformed scan is not evidence of free space."""
     filt = CbfSafetyFilter()
-    result = filt.filter(cmd(0.5, 0.2, 10.0), UNUSABLE_SCANS[name], now=10.0)
+    result = filt.filter(cmd(0.5, 0.2, 10.0), Observation(0.0, scan=UNUSABLE_SCANS[name]), now=10.0)
     _assert_refused(result, FilterStatus.INVALID_INPUT)
     assert result.detail  # the node logs why
     assert filt.stats.invalid_input == 1
     # The same filter drives again as soon as a usable scan arrives.
-    assert filt.filter(cmd(0.5, 0.2, 10.0), _scan(np.full(N_RAYS, np.inf)), now=10.0).status is FilterStatus.PASS
+    assert filt.filter(cmd(0.5, 0.2, 10.0), Observation(0.0, scan=_scan(np.full(N_RAYS, np.inf))), now=10.0).status is FilterStatus.PASS
 
 
 def test_a_few_invalid_rays_are_tolerated_up_to_the_configured_share() -> None:
     ranges = np.full(N_RAYS, np.inf)
     ranges[:30] = -1.0  # 30 of 360 rays (8 %) invalid
-    assert CbfSafetyFilter().filter(cmd(0.5, 0.0, 10.0), _scan(ranges), now=10.0).status is FilterStatus.PASS
+    assert CbfSafetyFilter().filter(cmd(0.5, 0.0, 10.0), Observation(0.0, scan=_scan(ranges)), now=10.0).status is FilterStatus.PASS
     strict = CbfSafetyFilter(CbfFilterConfig(max_invalid_ray_fraction=0.05))
-    _assert_refused(strict.filter(cmd(0.5, 0.0, 10.0), _scan(ranges), now=10.0), FilterStatus.INVALID_INPUT)
+    _assert_refused(strict.filter(cmd(0.5, 0.0, 10.0), Observation(0.0, scan=_scan(ranges)), now=10.0), FilterStatus.INVALID_INPUT)
 
 
 def test_any_frame_is_accepted_when_none_is_configured() -> None:
     filt = CbfSafetyFilter(CbfFilterConfig(scan_frame_id=""))
-    result = filt.filter(cmd(0.5, 0.0, 10.0), _scan(np.full(N_RAYS, np.inf), frame_id="laser"), now=10.0)
+    result = filt.filter(cmd(0.5, 0.0, 10.0), Observation(0.0, scan=_scan(np.full(N_RAYS, np.inf), frame_id="laser")), now=10.0)
     assert result.status is FilterStatus.PASS
 
 
@@ -254,7 +256,7 @@ def _drive_at_wall(yaw0: float, use_filter: bool) -> float:
         t = step * dt
         v, omega = 0.8, 0.0
         if use_filter:
-            out = filt.filter(cmd(v, omega, t), _wall_scan(x, y, yaw, wall_x, t), now=t)
+            out = filt.filter(cmd(v, omega, t), Observation(0.0, scan=_wall_scan(x, y, yaw, wall_x, t)), now=t)
             assert out.status in (FilterStatus.PASS, FilterStatus.MODIFIED)
             v, omega = out.command.v, out.command.omega
         if abs(omega) > 1e-9:  # exact unicycle step

@@ -25,7 +25,7 @@ def _follow(path: np.ndarray, pose: Pose2D, seconds: float = 40.0, dt: float = 0
     x, y, yaw = pose.x, pose.y, pose.yaw
     max_dev = 0.0
     for step in range(int(seconds / dt)):
-        v, omega = follower.compute(Pose2D(x, y, yaw), path)
+        v, omega = follower.track(Pose2D(x, y, yaw), path)
         assert abs(omega) <= follower.config.omega_max + 1e-12
         assert 0.0 <= v <= follower.config.v_max + 1e-12
         if v == 0.0 and omega == 0.0:
@@ -56,7 +56,7 @@ def test_follows_sparse_l_shaped_path() -> None:
 def test_turns_in_place_when_path_is_behind() -> None:
     follower = PurePursuit()
     path = np.stack([np.linspace(-1.0, -4.0, 31), np.zeros(31)], axis=1)
-    v, omega = follower.compute(Pose2D(0.0, 0.0, 0.0), path)
+    v, omega = follower.track(Pose2D(0.0, 0.0, 0.0), path)
     assert v == 0.0
     assert abs(omega) == pytest.approx(follower.config.omega_max)
 
@@ -64,11 +64,11 @@ def test_turns_in_place_when_path_is_behind() -> None:
 def test_zero_at_goal_and_for_empty_path() -> None:
     follower = PurePursuit()
     path = np.array([[0.0, 0.0], [1.0, 0.0]])
-    assert follower.compute(Pose2D(0.9, 0.05, 0.0), path) == (0.0, 0.0)
-    assert follower.compute(Pose2D(0.0, 0.0, 0.0), np.zeros((0, 2))) == (0.0, 0.0)
-    assert follower.compute(Pose2D(math.nan, 0.0, 0.0), path) == (0.0, 0.0)
+    assert follower.track(Pose2D(0.9, 0.05, 0.0), path) == (0.0, 0.0)
+    assert follower.track(Pose2D(0.0, 0.0, 0.0), np.zeros((0, 2))) == (0.0, 0.0)
+    assert follower.track(Pose2D(math.nan, 0.0, 0.0), path) == (0.0, 0.0)
     with pytest.raises(ValueError, match="path"):
-        follower.compute(Pose2D(0.0, 0.0, 0.0), np.zeros((3, 3)))
+        follower.track(Pose2D(0.0, 0.0, 0.0), np.zeros((3, 3)))
 
 
 def test_progress_never_jumps_backward_until_reset() -> None:
@@ -80,12 +80,12 @@ def test_progress_never_jumps_backward_until_reset() -> None:
     between = Pose2D(1.0, 0.1, math.pi)
 
     follower = PurePursuit()
-    follower.compute(Pose2D(1.0, 0.3, math.pi), path)  # on the return leg
-    v, omega = follower.compute(between, path)
+    follower.track(Pose2D(1.0, 0.3, math.pi), path)  # on the return leg
+    v, omega = follower.track(between, path)
     assert v > 0.0 and abs(omega) < 1.0  # still pursuing the return leg ahead
 
     follower.reset()
-    v, _ = follower.compute(between, path)
+    v, _ = follower.track(between, path)
     assert v == 0.0  # fresh progress: the out-leg target is behind -> turn in place
 
 
@@ -94,3 +94,17 @@ def test_config_validation_names_field() -> None:
         PurePursuitConfig(lookahead_m=0.0)
     with pytest.raises(ValueError, match="goal_tolerance_m"):
         PurePursuitConfig(goal_tolerance_m=-1.0)
+
+
+def test_the_controller_protocol_needs_odometry_and_a_path() -> None:
+    """As a ``local_controller`` plugin it commands zero when either input is missing."""
+    from navkit.common.observation import ControlTarget, Observation
+    from navkit.common.sensor_data import Odometry
+
+    follower = PurePursuit()
+    path = np.array([[0.0, 0.0], [5.0, 0.0]])
+    odom = Odometry(stamp=2.0, pose=Pose2D(0.0, 0.0, 0.0), v=0.0, omega=0.0)
+    moving = follower.compute(Observation(2.0, odom=odom), ControlTarget(path=path))
+    assert moving.stamp == 2.0 and moving.v > 0.3
+    assert follower.compute(Observation(2.0), ControlTarget(path=path)).v == 0.0
+    assert follower.compute(Observation(2.0, odom=odom), ControlTarget()).v == 0.0

@@ -8,7 +8,7 @@ import pytest
 
 from navkit.common.sensor_data import LaserScan, Pose2D
 from navkit.perception import ScanLocalizer, ScanLocalizerConfig
-from navkit.planning.occupancy_grid import OccupancyGrid
+from navkit.common.occupancy_grid import OccupancyGrid
 
 # A walled 20 x 12 m hall with four racks, a column, a crate and a skewed pallet stack.
 # Box edges sit on multiples of the 5 cm cell so rasterisation adds no error of its own.

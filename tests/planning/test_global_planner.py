@@ -1,4 +1,4 @@
-"""GlobalPlanner on a small warehouse: clearance, aisle centring, failures and replanning."""
+"""GridAstarPlanner on a small warehouse: clearance, aisle centring, failures and replanning."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,8 @@ import pytest
 
 from navkit.common.errors import NavkitError
 from navkit.common.sensor_data import Pose2D
-from navkit.planning import GlobalPlanner, GlobalPlannerConfig, NoPathFound, OccupancyGrid
+from navkit.common.occupancy_grid import OccupancyGrid
+from navkit.planning import GlobalPlannerConfig, GridAstarPlanner, NoPathFound
 
 BOUNDS = (0.0, 0.0, 12.0, 8.0)
 # Three shelves 1 m deep, 5 m long; 2 m aisles between them, cross-aisles below and above.
@@ -36,10 +37,10 @@ def _densify(path: np.ndarray, step: float = 0.01) -> np.ndarray:
     return np.array(out)
 
 
-def _planner(**overrides: object) -> GlobalPlanner:
+def _planner(**overrides: object) -> GridAstarPlanner:
     config = GlobalPlannerConfig(**overrides)  # type: ignore[arg-type]
     grid = OccupancyGrid.from_shapes(BOUNDS, boxes=SHELVES, resolution=config.resolution_m)
-    return GlobalPlanner(config, grid)
+    return GridAstarPlanner(config, grid)
 
 
 def _pallet_points(cx: float, cy: float, sx: float, sy: float, spacing: float = 0.03) -> np.ndarray:
@@ -110,7 +111,7 @@ def test_pallet_in_aisle_blocks_path_and_replan_avoids_it() -> None:
     planner.observe(_pallet_points(*pallet[:4]))
     assert planner.path_blocked(path, start)
     # Beyond the check distance the pallet does not count yet.
-    far = GlobalPlanner(GlobalPlannerConfig(blocked_check_distance_m=1.0), planner.grid)
+    far = GridAstarPlanner(GlobalPlannerConfig(blocked_check_distance_m=1.0), planner.grid)
     assert not far.path_blocked(path, start)
 
     replanned = planner.plan(start, goal)
@@ -146,4 +147,4 @@ def test_config_validation_names_the_field(field: str, value: float) -> None:
 def test_grid_resolution_must_match_config() -> None:
     grid = OccupancyGrid.from_shapes(BOUNDS, boxes=SHELVES, resolution=0.1)
     with pytest.raises(ValueError, match="resolution_m"):
-        GlobalPlanner(GlobalPlannerConfig(), grid)
+        GridAstarPlanner(GlobalPlannerConfig(), grid)

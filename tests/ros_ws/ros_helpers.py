@@ -49,7 +49,7 @@ def ros_env(domain: int) -> dict[str, str]:
 
 
 def launch_argv(output_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "navkit.runner.cli", "launch", str(DEMO_LAUNCH), f"scenario:={SCENARIO}",
+    return [sys.executable, "-m", "navkit.cli.main", "launch", str(DEMO_LAUNCH), f"scenario:={SCENARIO}",
             "real_time_factor:=2.0", f"output_dir:={output_dir}", *extra]
 
 

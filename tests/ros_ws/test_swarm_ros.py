@@ -39,7 +39,7 @@ AGENT_NODE = [sys.executable, "-c",
 
 def _launch_four(tmp_path: Path, run_args: list[str]) -> tuple[int | None, dict, str]:
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "navkit.runner.cli", "launch", str(LAUNCH), "n:=4", "real_time_factor:=2.5",
+    argv = [sys.executable, "-m", "navkit.cli.main", "launch", str(LAUNCH), "n:=4", "real_time_factor:=2.5",
             f"output_dir:={out}", *run_args]
     log = tmp_path / "launch.log"
     with log.open("wb") as f:
@@ -95,7 +95,7 @@ def test_four_robot_circle_swap_with_the_policy_keeps_robots_apart(tmp_path: Pat
 
 
 def test_neighbour_outside_sensing_range_is_ignored() -> None:
-    from navkit.ros_ws.navkit_nodes.swarm_agent_node import NeighbourState, select_neighbours
+    from navkit.stack.swarm_agent import NeighbourState, select_neighbours
 
     def s(x: float, y: float, stamp: float = 10.0, v: float = 0.0) -> NeighbourState:
         return NeighbourState(np.array([x, y]), np.array([v, 0.0]), 0.0, stamp)
@@ -109,7 +109,7 @@ def test_neighbour_outside_sensing_range_is_ignored() -> None:
 
 
 def test_obstacle_perception_is_limited_to_the_sensing_radius() -> None:
-    from navkit.ros_ws.navkit_nodes.swarm_bridge_node import perceived_obstacles
+    from navkit.sim.swarm_perception import perceived_obstacles
 
     centres = np.array([[2.2, 0.0], [2.6, 0.0], [0.0, -1.0]])
     radii = np.array([0.3, 0.3, 0.1])

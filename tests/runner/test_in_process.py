@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from navkit.runner.bag_recorder import CMD_VEL_TOPIC, IMAGE_TOPIC, ODOM_TOPIC, SCAN_TOPIC, read_bag
-from navkit.runner.in_process import STAGES, InProcessRunner, RunOptions, RunResult
-from navkit.runner.stack_config import load_stack_config
+from navkit.learning.navigation_episode import STAGES
+from navkit.runner.in_process import InProcessRunner, RunOptions, RunResult
+from navkit.stack.config import load_stack_config
 from navkit.sim.mujoco_backend import MujocoRobot
 from navkit.sim.scenario import Scenario, load_scenario
 
@@ -184,3 +185,27 @@ def test_record_path_writes_a_readable_bag(aisle: Scenario, tmp_path: Path) -> N
     assert max(msg.twist.linear.x for msg in bag[CMD_VEL_TOPIC]) > 0.3
     # Recording does not change the run.
     assert m["goals_reached"] == 2 and m["collisions"] == 0
+
+
+def test_a_map_file_gives_the_same_run_as_the_scenario_it_was_exported_from(tmp_path: Path) -> None:
+    """Issue 7: the planner's map comes from a map source. map_server files written from a
+    scenario must plan exactly as the scenario source does."""
+    from navkit.common.map_file import write_map_file
+    from navkit.sim.scenario_map import scenario_grid
+    from navkit.stack.config import DEFAULT_PARAMS_FILE
+
+    sc = load_scenario(SHORT_AISLE)
+    map_yaml = write_map_file(scenario_grid(sc, 0.05), tmp_path / "map.yaml")
+    params = tmp_path / "params.yaml"
+    params.write_text(DEFAULT_PARAMS_FILE.read_text().replace("plugin: scenario", f"plugin: map_file\n      file: {map_yaml}"))
+    runs = []
+    for config in (load_stack_config(), load_stack_config(params)):
+        robot = MujocoRobot(sc)
+        try:
+            runs.append(InProcessRunner(sc, config, robot).run(RunOptions(time_limit_s=10.0)).metrics)
+        finally:
+            robot.close()
+    assert load_stack_config(params).map_source.name == "map_file"
+    for key in ("goals_reached", "collisions", "path_length_m", "sim_time_s", "min_clearance_m", "replans"):
+        assert runs[0][key] == runs[1][key], key
+    assert runs[0]["goals_reached"] >= 1

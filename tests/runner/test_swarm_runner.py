@@ -22,7 +22,7 @@ EPISODE_FIELDS = ("scenario", "seed", "num_agents", "success", "collisions", "mi
 
 
 def navkit(*args: str | Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "navkit.runner.cli", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "navkit.cli.main", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -119,7 +119,7 @@ def test_in_process_runner_traces_and_unicycles() -> None:
 def test_policy_object_is_used_as_alpha_source() -> None:
     calls = []
 
-    def policy(state):  # noqa: ANN001, ANN202 - any callable (B, N) alpha source
+    def policy(state):
         calls.append(state.time)
         return np.linspace(0.5, 2.0, state.num_agents)[None]
 
@@ -130,12 +130,13 @@ def test_policy_object_is_used_as_alpha_source() -> None:
 
 
 def test_policy_trained_on_the_kinematic_env_works_in_mujoco() -> None:
-    """The shipped policy was trained on SwarmEnv; in MuJoCo physics it must still break the swap."""
-    from navkit.runner.swarm_runner import DEFAULT_POLICY, load_policy
+    """The shipped policy was trained on KinematicSwarm; in MuJoCo physics it must still break the swap."""
+    from navkit.control.online_cbf_policy import OnlineCbfPolicy
+    from navkit.control.shipped import SHIPPED_ONLINE_CBF_POLICY
     from navkit.sim.swarm_scenario import load_swarm_scenario
 
     spec = load_swarm_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "multi" / "circle_swap.yaml")
-    policy = load_policy(DEFAULT_POLICY)
+    policy = OnlineCbfPolicy.load(SHIPPED_ONLINE_CBF_POLICY)
     results = [SwarmRunner(spec.expand(seed=seed), policy).run(SwarmRunOptions()).metrics for seed in (0, 1)]
     for m in results:
         assert m["success"] and m["agents_at_goal"] == m["num_agents"] == 8, m
@@ -143,3 +144,22 @@ def test_policy_trained_on_the_kinematic_env_works_in_mujoco() -> None:
     fixed = SwarmRunner(spec.expand(seed=0), FixedAlpha(1.0)).run(
         SwarmRunOptions(time_limit_s=15.0)).metrics
     assert not fixed["success"]  # the same physics with one fixed α stays deadlocked
+
+
+def test_runner_and_rollout_score_the_same_episode_the_same_way() -> None:
+    """Issue 7: one scorer. The runner on the kinematic backend and the vectorised rollout
+    play the same episode; every shared metric must agree exactly."""
+    from navkit.control.swarm_controller import SwarmController
+    from navkit.learning.swarm_rollout import rollout
+    from navkit.sim.kinematic_swarm import KinematicSwarm
+
+    sc = load_swarm_scenario(REPO / "scenarios" / "multi" / "moving_obstacles.yaml").expand(seed=3, num_agents=4)
+    runner = SwarmRunner(sc, FixedAlpha(1.0), backend=KinematicSwarm([sc]))
+    metrics = runner.run(SwarmRunOptions()).metrics
+    row = rollout([sc], SwarmController.for_scenario(sc), FixedAlpha(1.0))[0]
+    assert metrics["agents_at_goal"] == row.agents_at_goal > 0
+    for key in ("success", "collisions", "agent_collisions", "obstacle_collisions", "infeasible"):
+        assert metrics[key] == getattr(row, key), key
+    for key in ("min_separation_m", "min_obstacle_gap_m", "mean_time_to_goal_s", "path_length_ratio"):
+        assert metrics[key] == pytest.approx(getattr(row, key)), key
+    assert metrics["episode_time_s"] == pytest.approx(row.episode_time_s)

@@ -10,7 +10,8 @@ import pytest
 
 from navkit.common import VelocityCommand
 from navkit.sim.mujoco_backend import MujocoRobot
-from navkit.sim.robot_interface import RobotInterface, SimulationDiverged, SimulationTruth
+from navkit.common.errors import SimulationDiverged
+from navkit.common.interfaces import RobotBackend, SimulationTruth
 from navkit.sim.scenario import Box, Cylinder, Scenario, load_scenario
 
 SHORT_AISLE = Path(__file__).resolve().parents[2] / "scenarios" / "short_aisle.yaml"
@@ -93,7 +94,7 @@ def placed(aisle: Scenario) -> Scenario:
 
 def test_implements_the_robot_interface(aisle: Scenario) -> None:
     robot = MujocoRobot(aisle)
-    assert isinstance(robot, RobotInterface) and isinstance(robot, SimulationTruth)
+    assert isinstance(robot, RobotBackend) and isinstance(robot, SimulationTruth)
     pose = robot.true_pose()
     assert (pose.x, pose.y, pose.yaw) == pytest.approx(aisle.start, abs=1e-9)
 

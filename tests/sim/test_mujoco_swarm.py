@@ -9,8 +9,8 @@ import pytest
 
 from navkit.control.swarm_controller import FixedAlpha, SwarmController
 from navkit.sim.mujoco_swarm import MujocoSwarm, build_swarm_mjcf
-from navkit.sim.robot_interface import SimulationDiverged
-from navkit.sim.swarm_env import SwarmEnv
+from navkit.common.errors import SimulationDiverged
+from navkit.sim.kinematic_swarm import KinematicSwarm
 from navkit.sim.swarm_scenario import MovingObstacle, SwarmScenario, load_swarm_scenario
 
 MULTI = Path(__file__).resolve().parents[2] / "scenarios" / "multi"
@@ -59,7 +59,7 @@ def test_mjcf_has_the_required_pieces() -> None:
 def test_open_loop_agrees_with_swarm_env(dynamics: str) -> None:
     # Spread 4 agents far apart so random commands never make them touch (pure kinematics).
     sc = replace(_scenario("circle_swap", 4), dynamics=dynamics)
-    env, sim = SwarmEnv([sc]), MujocoSwarm(sc)
+    env, sim = KinematicSwarm([sc]), MujocoSwarm(sc)
     for u in _open_loop(sc, 60):
         a, b = env.step(u), sim.step(u)
         assert not b.agent_collision.any()
@@ -75,7 +75,7 @@ def test_open_loop_agrees_with_swarm_env(dynamics: str) -> None:
 def test_closed_loop_with_controller_agrees_for_five_seconds(name: str) -> None:
     sc = _scenario(name, 6)
     controller, alpha = SwarmController.for_scenario(sc), FixedAlpha(1.0)
-    env, sim = SwarmEnv([sc]), MujocoSwarm(sc)
+    env, sim = KinematicSwarm([sc]), MujocoSwarm(sc)
     s_env, s_sim = env.state, sim.state
     worst = 0.0
     for _ in range(int(round(5.0 / sc.control_dt_s))):

@@ -279,7 +279,7 @@ def _brute_cylinder(p: np.ndarray, cyl: Cylinder) -> float:
     return max(float(np.linalg.norm(p - np.asarray(cyl.center))) - cyl.radius, 0.0)
 
 
-def _brute(sc, p: np.ndarray, mapped_only: bool) -> float:  # noqa: ANN001
+def _brute(sc, p: np.ndarray, mapped_only: bool) -> float:
     best = math.inf
     for b in sc.boxes:
         if b.mapped or not mapped_only:

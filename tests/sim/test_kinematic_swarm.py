@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navkit.sim.swarm_env import FAR_AWAY_M, SwarmEnv
+from navkit.sim.kinematic_swarm import FAR_AWAY_M, KinematicSwarm
 from navkit.sim.swarm_scenario import load_swarm_scenario
 
 MULTI = Path(__file__).resolve().parents[2] / "scenarios" / "multi"
@@ -19,7 +19,7 @@ def circle():
 
 
 def test_single_integrator_moves_by_u_dt_and_caps_speed(circle) -> None:
-    env = SwarmEnv([circle])
+    env = KinematicSwarm([circle])
     p0 = env.positions.copy()
     u = np.zeros((1, 4, 2))
     u[0, 0] = [0.5, 0.0]
@@ -32,7 +32,7 @@ def test_single_integrator_moves_by_u_dt_and_caps_speed(circle) -> None:
 
 
 def test_non_finite_command_means_stop(circle) -> None:
-    env = SwarmEnv([circle])
+    env = KinematicSwarm([circle])
     p0 = env.positions.copy()
     env.step(np.full((1, 4, 2), np.nan))
     np.testing.assert_array_equal(env.positions, p0)
@@ -40,7 +40,7 @@ def test_non_finite_command_means_stop(circle) -> None:
 
 def test_unicycle_drives_an_arc() -> None:
     sc = load_swarm_scenario(MULTI / "circle_swap_unicycle.yaml").expand(seed=0, num_agents=2)
-    env = SwarmEnv([sc])
+    env = KinematicSwarm([sc])
     p0, th0 = env.positions[0, 0].copy(), env.headings[0, 0]
     steps = int(round(np.pi / 0.5 / sc.control_dt_s))  # half a turn at 0.5 rad/s
     for _ in range(steps):
@@ -55,7 +55,7 @@ def test_unicycle_drives_an_arc() -> None:
 
 
 def test_collisions_and_goal_arrival(circle) -> None:
-    env = SwarmEnv([circle])
+    env = KinematicSwarm([circle])
     # Put agents 0 and 1 on top of each other, agent 2 on its goal.
     env.positions[0, 0] = [0.0, 0.0]
     env.positions[0, 1] = [0.1, 0.0]
@@ -71,7 +71,7 @@ def test_batches_pad_obstacles_far_away() -> None:
     spec = load_swarm_scenario(MULTI / "cluttered.yaml")
     scenes = [spec.expand(seed=s) for s in range(3)]
     few = replace(scenes[1], static_obstacles=scenes[1].static_obstacles[:2])
-    env = SwarmEnv([scenes[0], few, scenes[2]])
+    env = KinematicSwarm([scenes[0], few, scenes[2]])
     state = env.state
     assert state.obstacle_positions.shape[1] == max(s.num_obstacles for s in scenes)
     assert np.all(state.obstacle_positions[1, 2:] == FAR_AWAY_M)
@@ -81,4 +81,4 @@ def test_batches_pad_obstacles_far_away() -> None:
 def test_mixed_agent_counts_are_refused() -> None:
     spec = load_swarm_scenario(MULTI / "circle_swap.yaml")
     with pytest.raises(ValueError, match="same agent count"):
-        SwarmEnv([spec.expand(num_agents=4), spec.expand(num_agents=6)])
+        KinematicSwarm([spec.expand(num_agents=4), spec.expand(num_agents=6)])

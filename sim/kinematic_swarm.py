@@ -10,34 +10,19 @@ because to the others they are still obstacles.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from navkit.common.swarm_state import SwarmState
+from navkit.common.geometry import wrap_angle
+from navkit.common.swarm_state import SwarmState, SwarmStep
 from navkit.sim.swarm_scenario import SwarmScenario
 
 FAR_AWAY_M = 1.0e6
 """Where padding obstacles live (scenes with fewer obstacles than the batch maximum)."""
 
 
-@dataclass(frozen=True)
-class SwarmStep:
-    """What one step produced, besides the new state."""
-
-    state: SwarmState
-    at_goal: np.ndarray
-    """(B, N) within goal tolerance now."""
-    agent_collision: np.ndarray
-    """(B, N) overlapping another agent now."""
-    obstacle_collision: np.ndarray
-    """(B, N) overlapping an obstacle now."""
-    min_agent_distance: np.ndarray
-    """(B,) smallest centre distance between two agents now."""
-
-
-class SwarmEnv:
+class KinematicSwarm:
     """B scenes of one scenario family (same agent count and dynamics), stepped together."""
 
     def __init__(self, scenarios: Sequence[SwarmScenario]) -> None:
@@ -101,7 +86,7 @@ class SwarmEnv:
             w = u[..., 1]
             mid = self.headings + 0.5 * w * dt
             self.velocities = np.stack([v * np.cos(mid), v * np.sin(mid)], axis=-1)
-            self.headings = (self.headings + w * dt + np.pi) % (2 * np.pi) - np.pi
+            self.headings = wrap_angle(self.headings + w * dt)
         else:
             speed = np.linalg.norm(u, axis=-1, keepdims=True)
             cap = self.max_speed[:, None, None]
@@ -122,6 +107,7 @@ class SwarmEnv:
         agent_collision = (dist < 2 * self.radius[:, None, None]).any(axis=2)
         gap = (np.linalg.norm(self.positions[:, :, None, :] - state.obstacle_positions[:, None, :, :], axis=-1)
                - state.obstacle_radii[:, None, :])
-        obstacle_collision = (gap < self.radius[:, None, None]).any(axis=2) if self.num_obstacles else np.zeros_like(at_goal)
+        obstacle_collision = ((gap < self.radius[:, None, None]).any(axis=2) if self.num_obstacles
+                              else np.zeros_like(at_goal))
         return SwarmStep(state=state, at_goal=at_goal, agent_collision=agent_collision,
                          obstacle_collision=obstacle_collision, min_agent_distance=dist.min(axis=(1, 2)))

@@ -17,7 +17,7 @@ RUN_OPTIONS = ("--params", "--out", "--seed", "--time-limit", "--video", "--vide
 
 
 def navkit(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "navkit.runner.cli", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "navkit.cli.main", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -108,7 +108,7 @@ def test_params_unknown_key_is_one_line_error(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text(PARAMS.read_text().replace("alpha: 1.0", "alpha: 1.0\n      alhpa: 3.0"))
     proc = navkit("run", SHORT_AISLE, "--params", params, "--out", tmp_path / "o", "--video", "none")
-    _assert_one_line_error(proc, str(params), "cbf.alhpa")
+    _assert_one_line_error(proc, str(params), "safety_filter.alhpa")
 
 
 def test_params_missing_file_is_one_line_error(tmp_path: Path) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import errno
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import yaml
 
-from navkit.runner import cli
+from navkit.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT_AISLE = REPO / "scenarios" / "short_aisle.yaml"
@@ -74,10 +75,13 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] = {
     "params rate_hz 0": (lambda t: ["run", SHORT_AISLE, "--params", _text(
         t, "r.yaml", PARAMS.read_text().replace("rate_hz: 50.0", "rate_hz: 0"))], ("r.yaml", "rate_hz")),
     "params 10**400": (lambda t: ["run", SHORT_AISLE, "--params", _text(
-        t, "b.yaml", PARAMS.read_text().replace("alpha: 1.0", "alpha: " + "9" * 400))], ("b.yaml", "cbf.alpha")),
-    "params planner grid too fine": (lambda t: ["run", SHORT_AISLE, "--params", _text(
-        t, "g.yaml", PARAMS.read_text().replace("resolution_m: 0.05", "resolution_m: 0.0005"))],
+        t, "b.yaml", PARAMS.read_text().replace("alpha: 1.0", "alpha: " + "9" * 400))], ("b.yaml", "safety_filter.alpha")),
+    "params planner grid too fine": (lambda t: ["run", _scenario(t, map={"bounds": [0, 0, 200, 100]}), "--params", _text(
+        t, "g.yaml", PARAMS.read_text().replace("resolution_m: 0.05", "resolution_m: 0.01"))],
                                      ("resolution_m", "limit")),
+    "params planner resolution below its bound": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "g.yaml", PARAMS.read_text().replace("resolution_m: 0.05", "resolution_m: 0.0005"))],
+                                                  ("resolution_m", "[0.01, 1]")),
     "--agents 100000": (lambda t: ["run", SWAP, "--agents", "100000"], ("--agents", "1,024")),
     "--agents 0": (lambda t: ["run", SWAP, "--agents", "0"], ("--agents",)),
     "bench qp --n 0": (lambda t: ["bench", "qp", "--n", "0"], ("--n",)),
@@ -118,7 +122,7 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pyt
 def test_a_run_that_diverges_still_writes_its_metrics_marked_aborted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from navkit.sim.mujoco_backend import MujocoRobot
-    from navkit.sim.robot_interface import SimulationDiverged
+    from navkit.common.errors import SimulationDiverged
 
     real_advance = MujocoRobot.advance
 
@@ -193,3 +197,61 @@ def test_a_swarm_run_checks_its_output_folder_first(tmp_path: Path, capsys: pyte
     blocker = _text(tmp_path, "file", "x")
     code, _, err = run_main(["run", SWAP, "--out", blocker, "--alpha", "1.0", *QUICK], capsys)
     assert_one_line(code, err, "--out", "not a folder")
+
+
+def _swarm_file(t: Path, extra: str) -> Path:
+    return _text(t, "sw.yaml", SWAP.read_text() + extra)
+
+
+def _launch_file(t: Path, body: str) -> Path:
+    return _text(t, "l.launch.yaml", "launch:\n" + body)
+
+
+# Found by the malformed-input harness (tracebacks, or bad values silently accepted).
+MORE_BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] = {
+    "robot.model a list": (lambda t: ["run", _scenario(t, robot={"model": ["a"], "start": [1.0, 1.0, 0.0]})],
+                           ("robot.model",)),
+    "random obstacle region reversed": (lambda t: ["run", _swarm_file(
+        t, "random_obstacles: {count: 3, region: [3, 3, -3, -3]}\n"), "--alpha", "1"], ("random_obstacles.region",)),
+    "planner resolution 1e6": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "r.yaml", PARAMS.read_text().replace("resolution_m: 0.05", "resolution_m: 1000000.0"))], ("resolution_m",)),
+    "cbf lookahead 0": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "l.yaml", PARAMS.read_text().replace("lookahead_m: 0.1", "lookahead_m: 0.0"))], ("lookahead_m", "> 0")),
+    "cbf v_max 0": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "v.yaml", PARAMS.read_text().replace("v_max: 0.8", "v_max: 0.0"))], ("v_max",)),
+    "dotted and nested key": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "d.yaml", PARAMS.read_text().replace("filter_on_scan: true", "filter_on_scan: true\n    safety_filter.alpha: 2.0")
+    )], ("safety_filter.alpha", "given twice")),
+    "use_sim_time a string": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "u.yaml", PARAMS.read_text().replace("use_sim_time: true", "use_sim_time: \"true\"", 1))], ("use_sim_time",)),
+    "unknown robot backend": (lambda t: ["run", SHORT_AISLE, "--params", _text(
+        t, "b.yaml", PARAMS.read_text().replace("backend: mujoco", "backend: pybullet"))], ("backend", "mujoco")),
+    "--params on a swarm": (lambda t: ["run", SWAP, "--params", PARAMS], ("--params",)),
+    "policy file is text": (lambda t: ["run", SWAP, "--policy", _text(t, "p.pt", "hello")], ("p.pt", "not a torch")),
+    "train iterations 0": (lambda t: ["train", "online-cbf", "--config", _text(t, "i.yaml", "iterations: 0\n")],
+                           ("iterations",)),
+    "train run_dir is a file": (lambda t: ["train", "online-cbf", "--config", _text(
+        t, "r.yaml", f"run_dir: {_text(t, 'busy', 'x')}\n")], ("run_dir", "not a folder")),
+    "train output is a folder": (lambda t: ["train", "online-cbf", "--config", _text(
+        t, "o.yaml", f"output: {t}\nrun_dir: {t / 'run'}\n")], ("output", "folder")),
+    "train missing eval scenario": (lambda t: ["train", "online-cbf", "--config", _text(
+        t, "e.yaml", "eval_every: 0\neval_scenarios: [nope.yaml]\n")], ("eval_scenarios[0]", "not found")),
+    "launch unbalanced quote": (lambda t: ["launch", _launch_file(
+        t, "- node: {pkg: navkit, exec: navkit_planner, args: \"--foo 'bar\"}\n"), "--print"], ("args", "quotation")),
+    "launch nested substitutions": (lambda t: ["launch", _launch_file(
+        t, "- let: {name: x, value: '" + "$(var " * 1200 + "x" + ")" * 1200 + "'}\n"), "--print"], ("nested",)),
+    "launch node name with a space": (lambda t: ["launch", _launch_file(
+        t, "- node: {pkg: navkit, exec: navkit_planner, name: my node}\n"), "--print"], ("name", "not a valid ROS")),
+    "launch endless $(": (lambda t: ["launch", _launch_file(t, "- let: {name: x, value: '" + "$(" * 4000 + "'}\n"),
+                                     "--print"], ("l.launch.yaml",)),
+    "launch --stop-timeout nan": (lambda t: ["launch", _launch_file(t, "[]\n"), "--stop-timeout", "nan"],
+                                  ("--stop-timeout",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_BAD_INPUTS))
+def test_more_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build, names = MORE_BAD_INPUTS[case]
+    code, _, err = run_main(build(tmp_path), capsys)
+    line = assert_one_line(code, err, *names)
+    assert len(line) < 400

@@ -1,7 +1,8 @@
-"""Episode metrics, computed the same way in both wirings.
+"""The single-robot navigation task: reward, termination and metrics, apart from any backend.
 
-The in-process runner and the ROS 2 robot bridge both feed this monitor, so "goals
-reached" means the same thing everywhere: a goal counts when the robot's *true*
+dm_control's Task/Physics split: the backend steps the world, this judges it. The
+in-process episode, the gymnasium env and the ROS 2 robot bridge all feed this task,
+so "goals reached" and the reward mean the same thing everywhere: a goal counts when the robot's *true*
 position comes within the goal tolerance plus ``JUDGE_SLACK_M``, in order. The slack
 exists because the planner decides arrival on its own (localised) estimate at the
 exact tolerance; a few centimetres of localisation error must not turn an arrival
@@ -28,9 +29,17 @@ SETTLED_SPEED_M_S = 0.02
 SETTLE_TIMEOUT_S = 2.0
 
 
+GOAL_REWARD = 1.0
+"""Reward for reaching a goal (sparse part)."""
+COLLISION_REWARD = -1.0
+"""Reward at the onset of a collision."""
+PROGRESS_REWARD_PER_M = 0.1
+"""Dense shaping: reward per metre of true progress toward the current goal."""
+
+
 @dataclass
-class EpisodeMonitor:
-    """Feed it once per control period; ask it for a metrics dict at the end."""
+class NavigationTask:
+    """Feed it once per control period; it scores that step (``last_reward``) and the episode (``summary``)."""
 
     scenario: Scenario
     dt: float
@@ -43,8 +52,13 @@ class EpisodeMonitor:
     collision_ticks: int = 0
     path_length: float = 0.0
     odom_drift: float = 0.0
+    last_reward: float = 0.0
+    """Reward of the latest :meth:`update`: progress x 0.1/m, +1 per goal reached, -1 per collision onset."""
+    collided_now: bool = False
+    """A collision began at the latest update."""
     _speed: float = 0.0
     _colliding: bool = False
+    _goal_distance: float | None = None
 
     def __post_init__(self) -> None:
         tolerance = self.scenario.goal_tolerance_m + JUDGE_SLACK_M
@@ -66,15 +80,25 @@ class EpisodeMonitor:
         self.true_xy.append((true_pose.x, true_pose.y))
         self.odom_xy.append((odom.pose.x, odom.pose.y))
         goal = self.goals.current()
+        reward = 0.0
+        if goal is not None:
+            distance = math.hypot(true_pose.x - goal[0], true_pose.y - goal[1])
+            if self._goal_distance is not None:
+                reward += PROGRESS_REWARD_PER_M * (self._goal_distance - distance)
+            self._goal_distance = distance
         if goal is not None and self.goals.update((true_pose.x, true_pose.y)):
             self.goal_times.append(now)
+            reward += GOAL_REWARD
+            self._goal_distance = None
         self._speed = abs(odom.v)
         self.odom_drift = math.hypot(true_pose.x - odom.pose.x, true_pose.y - odom.pose.y)
         clearance = float(self.scenario.obstacle_distance(np.array([[true_pose.x, true_pose.y]]))[0])
         self.min_clearance = min(self.min_clearance, clearance - self.scenario.robot.radius_m)
         self.collision_ticks += colliding
-        self.collisions += colliding and not self._colliding
+        self.collided_now = colliding and not self._colliding
+        self.collisions += self.collided_now
         self._colliding = colliding
+        self.last_reward = reward + (COLLISION_REWARD if self.collided_now else 0.0)
 
     def closest_approach(self) -> list[float]:
         """Closest the robot truly came to each goal (what 'arrived' meant physically)."""

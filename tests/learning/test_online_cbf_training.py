@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from navkit.control.online_cbf_policy import OnlineCbfPolicy
-from navkit.planning.online_cbf_training import (
+from navkit.learning.online_cbf_training import (
     TrainConfig,
     TrainConfigError,
     fitness,
@@ -40,7 +40,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     bad.write_text("population: 5\n")
     with pytest.raises(TrainConfigError, match="population"):
         load_config(bad)
-    assert load_config(REPO / "planning" / "configs" / "online_cbf.yaml").population % 2 == 0
+    assert load_config(REPO / "learning" / "configs" / "online_cbf.yaml").population % 2 == 0
 
 
 def _score(policy_path: Path, cfg: TrainConfig) -> float:

@@ -96,7 +96,7 @@ class OccupancyGrid:
     # ------------------------------------------------------------------ layers
     @property
     def shape(self) -> tuple[int, int]:
-        return self._static.shape  # type: ignore[return-value]
+        return (int(self._static.shape[0]), int(self._static.shape[1]))
 
     @property
     def version(self) -> int:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from navkit.planning import OccupancyGrid
+from navkit.common.occupancy_grid import OccupancyGrid
 
 
 def _centres(grid: OccupancyGrid) -> tuple[np.ndarray, np.ndarray]:

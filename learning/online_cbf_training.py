@@ -1,4 +1,4 @@
-"""Train the online-CBF GNN policy, model-free, with evolution strategies (METHODS.md §2).
+"""Train the online-CBF GNN policy (Gao, Yang & Prorok 2023) model-free by evolution strategies (Salimans et al.).
 
 Why ES and not PPO. The deadlock an antipodal swap causes is symmetric: every agent
 sees the same picture, so any *shared, deterministic* α mapping that does not use
@@ -19,19 +19,20 @@ matters, then one loop in :func:`train`:
    every population member (common random numbers: members differ only by parameters),
 2. score θ ± σε for P/2 noise vectors by team fitness on those episodes,
 3. centred-rank the scores, estimate the gradient, take an Adam step,
-4. TensorBoard, periodic held-out evaluation (:func:`~navkit.planning.swarm_rollout.rollout`),
+4. TensorBoard, periodic held-out evaluation (:func:`~navkit.learning.swarm_rollout.rollout`),
    checkpoints (last, every K, best) and resume from the last one.
 
-Run: ``navkit train online-cbf --config planning/configs/online_cbf.yaml`` (→ :func:`main`).
+Run: ``navkit train online-cbf --config learning/configs/online_cbf.yaml`` (→ :func:`main`).
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ from navkit.common.yaml_file import read_yaml_file
 from navkit.common.swarm_state import SwarmState
 from navkit.control.online_cbf_policy import OnlineCbfGnn, OnlineCbfPolicy, OnlineCbfPolicyConfig
 from navkit.control.swarm_controller import SwarmController
-from navkit.planning.swarm_rollout import EpisodeMetrics, rollout
+from navkit.learning.swarm_rollout import rollout
+from navkit.learning.swarm_task import EpisodeMetrics
 from navkit.sim.scenario import ScenarioError
 from navkit.sim.swarm_scenario import SwarmScenario, SwarmScenarioSpec, load_swarm_scenario
 
@@ -184,9 +186,42 @@ def load_config(path: str | Path) -> TrainConfig:
     if nested:
         raise TrainConfigError(str(path), nested[0], "expected a plain TrainConfig field (the file is flat)")
     try:
-        return config_from_params(TrainConfig, {str(k): v for k, v in doc.items()}, str(path))
+        cfg = config_from_params(TrainConfig, {str(k): v for k, v in doc.items()}, str(path))
     except ParameterError as exc:
         raise TrainConfigError(exc.source, exc.field, exc.problem) from None
+    if cfg.iterations < 1:
+        raise TrainConfigError(str(path), "iterations", "must be >= 1 (0 iterations would only write the random "
+                                                       "initial policy)")
+    for key in ("scenarios", "eval_scenarios"):
+        for i, name in enumerate(getattr(cfg, key)):
+            if not _resolve(name).is_file():
+                raise TrainConfigError(str(path), f"{key}[{i}]", f"scenario file {name} not found")
+    check_output_locations(cfg, str(path))
+    return cfg
+
+
+def check_output_locations(cfg: TrainConfig, source: str) -> None:
+    """Fail before training, not after it, when ``run_dir`` or ``output`` cannot be written."""
+    import tempfile
+
+    run_dir = Path(cfg.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainConfigError(source, "run_dir", f"{run_dir} exists and is not a folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".navkit-write-test-"):
+            pass
+    except OSError as exc:
+        raise TrainConfigError(source, "run_dir", f"cannot write in {run_dir} ({exc.strerror or exc})") from None
+    if cfg.output:
+        output = Path(cfg.output)
+        if output.is_dir():
+            raise TrainConfigError(source, "output", f"{output} is a folder; name the policy file to write")
+        parent = output.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise TrainConfigError(source, "output", f"cannot write {output}")
 
 
 # ----------------------------------------------------------------------------------------------------------

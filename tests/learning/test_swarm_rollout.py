@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from navkit.control.swarm_controller import FixedAlpha, SwarmController, nominal_commands
-from navkit.planning.swarm_rollout import rollout
-from navkit.sim.swarm_env import SwarmEnv
+from navkit.learning.swarm_rollout import rollout
+from navkit.sim.kinematic_swarm import KinematicSwarm
 from navkit.sim.swarm_scenario import load_swarm_scenario
 
 MULTI = Path(__file__).resolve().parents[2] / "scenarios" / "multi"
@@ -17,16 +17,16 @@ def test_batched_scenes_do_not_see_each_other() -> None:
     spec = load_swarm_scenario(MULTI / "cluttered.yaml")
     a, b = spec.expand(seed=3), spec.expand(seed=4)
     ctrl = SwarmController.for_scenario(a)
-    both = ctrl.act(SwarmEnv([a, b]).state, 1.0).u
-    alone_a = ctrl.act(SwarmEnv([a]).state, 1.0).u
-    alone_b = ctrl.act(SwarmEnv([b]).state, 1.0).u
+    both = ctrl.act(KinematicSwarm([a, b]).state, 1.0).u
+    alone_a = ctrl.act(KinematicSwarm([a]).state, 1.0).u
+    alone_b = ctrl.act(KinematicSwarm([b]).state, 1.0).u
     np.testing.assert_allclose(both[0], alone_a[0], atol=1e-9)
     np.testing.assert_allclose(both[1], alone_b[0], atol=1e-9)
 
 
 def test_nominal_commands_point_at_goals_and_saturate() -> None:
     sc = load_swarm_scenario(MULTI / "circle_swap.yaml").expand(seed=0, num_agents=4)
-    state = SwarmEnv([sc]).state
+    state = KinematicSwarm([sc]).state
     u = nominal_commands(state, "single_integrator", 1.0, SwarmController.for_scenario(sc).nominal)
     direction = (state.goals - state.positions) / np.linalg.norm(state.goals - state.positions, axis=-1, keepdims=True)
     np.testing.assert_allclose(u, direction, atol=1e-9)  # far from goal: unit speed toward it

@@ -1,21 +1,19 @@
-"""Roll a team out to the end of its episode and score it the same way everywhere.
+"""The multi-robot task: how an episode of a robot team is scored, whoever steps it.
 
-The benchmark, the trainer's evaluation and the tests all score episodes here:
-success (every agent at its goal at the same time, before the time limit),
-collisions (onsets of overlap, agent-agent and agent-obstacle), minimum separation,
-infeasible QPs, time-to-goal and path-length ratio.
+dm_control's Task role for teams: the vectorised trainer and benchmark (via
+:func:`~navkit.learning.swarm_rollout.rollout`), the MuJoCo swarm runner, the gymnasium
+envs and the ROS 2 swarm bridge all feed :class:`EpisodeScorer`, so success (every agent
+at its goal at the same time, before the time limit), collisions (onsets, per kind),
+separation, infeasible QPs, time-to-goal and path-length ratio mean the same everywhere.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from navkit.common.swarm_state import SwarmState
-from navkit.control.multi_agent_cbf import AgentStatus
-from navkit.control.swarm_controller import AlphaSource, SwarmController
-from navkit.sim.swarm_env import SwarmEnv, SwarmStep
+from navkit.common.swarm_state import SwarmStep
 from navkit.sim.swarm_scenario import SwarmScenario
 
 
@@ -26,6 +24,11 @@ class EpisodeMetrics:
     num_agents: int
     success: bool
     collisions: int
+    """Collision onsets of any kind (an agent that starts touching something)."""
+    agent_collisions: int
+    """Onsets of robot-robot contact."""
+    obstacle_collisions: int
+    """Onsets of robot-obstacle contact (no robot involved)."""
     min_separation_m: float
     """Smallest centre-to-centre distance between two agents (collision below 2 radii)."""
     min_obstacle_gap_m: float
@@ -47,15 +50,17 @@ class EpisodeScorer:
     """Incremental scoring of B scenes, one control period at a time (what :func:`rollout` uses).
 
     Anything that steps a team itself (the ROS 2 swarm bridge, a MuJoCo runner) feeds it
-    the positions before a step and the :class:`~navkit.sim.swarm_env.SwarmStep` after
+    the positions before a step and the :class:`~navkit.sim.kinematic_swarm.SwarmStep` after
     it, so every wiring scores with the same definitions. A scene stops being scored
     (``done``) when every agent is at its goal at once (success) or at its time limit.
     """
 
-    def __init__(self, scenarios: Sequence[SwarmScenario], start_positions: np.ndarray) -> None:
+    def __init__(self, scenarios: Sequence[SwarmScenario], start_positions: np.ndarray,
+                 time_limit_s: float | None = None) -> None:
+        """``time_limit_s`` overrides every scenario's own limit (``navkit run --time-limit``)."""
         self.scenarios = list(scenarios)
         b, n = start_positions.shape[:2]
-        self.limit = np.array([sc.time_limit_s for sc in scenarios])
+        self.limit = np.array([time_limit_s or sc.time_limit_s for sc in scenarios])
         self.radius = np.array([sc.agent_radius_m for sc in scenarios])
         goals = np.stack([sc.goals for sc in scenarios])
         self.straight = np.linalg.norm(goals - start_positions, axis=-1)
@@ -63,6 +68,8 @@ class EpisodeScorer:
         self.first_arrival = np.full((b, n), np.nan)
         self.colliding = np.zeros((b, n), dtype=bool)
         self.collisions = np.zeros(b, dtype=int)
+        self.agent_collisions = np.zeros(b, dtype=int)
+        self.obstacle_collisions = np.zeros(b, dtype=int)
         self.min_sep = np.full(b, np.inf)
         self.min_gap = np.full(b, np.inf)
         self.infeasible = np.zeros(b, dtype=int)
@@ -82,7 +89,10 @@ class EpisodeScorer:
         if infeasible is not None:
             self.infeasible[live] += infeasible[live].sum(axis=1)
         now_colliding = step.agent_collision | step.obstacle_collision
-        self.collisions[live] += (now_colliding & ~self.colliding)[live].sum(axis=1)
+        onset = now_colliding & ~self.colliding
+        self.collisions[live] += onset[live].sum(axis=1)
+        self.agent_collisions[live] += (onset & step.agent_collision)[live].sum(axis=1)
+        self.obstacle_collisions[live] += (onset & step.obstacle_collision & ~step.agent_collision)[live].sum(axis=1)
         self.colliding = now_colliding
         self.min_sep[live] = np.minimum(self.min_sep, step.min_agent_distance)[live]
         if state.obstacle_positions.shape[1]:
@@ -107,28 +117,11 @@ class EpisodeScorer:
             ratio = self.travelled[i][arrived] / np.maximum(self.straight[i][arrived], 1e-9)
             rows.append(EpisodeMetrics(
                 scenario=sc.name, seed=sc.seed, num_agents=n, success=bool(self.success[i]),
-                collisions=int(self.collisions[i]), min_separation_m=float(self.min_sep[i]),
+                collisions=int(self.collisions[i]), agent_collisions=int(self.agent_collisions[i]),
+                obstacle_collisions=int(self.obstacle_collisions[i]), min_separation_m=float(self.min_sep[i]),
                 min_obstacle_gap_m=float(self.min_gap[i]),
                 infeasible=int(self.infeasible[i]) if infeasible_observed else -1,
                 mean_time_to_goal_s=float(np.nanmean(self.first_arrival[i])) if arrived.any() else float("nan"),
                 path_length_ratio=float(ratio.mean()) if arrived.any() else float("nan"),
                 agents_at_goal=int(arrived.sum()), episode_time_s=float(self.end_time[i])))
         return rows
-
-
-def rollout(scenarios: Sequence[SwarmScenario], controller: SwarmController, alpha_source: AlphaSource,
-            on_step: Callable[[SwarmState, object], None] | None = None) -> list[EpisodeMetrics]:
-    """Run B scenes together until each succeeds or hits its time limit; one metrics row each."""
-    env = SwarmEnv(scenarios)
-    scorer = EpisodeScorer(scenarios, env.positions.copy())
-    state = env.state
-    while not scorer.done.all():
-        action = controller.act(state, alpha_source(state))
-        u = np.where(scorer.done[:, None, None], 0.0, action.u)
-        before = env.positions.copy()
-        step = env.step(u)
-        state = step.state
-        scorer.update(before, step, env.time, action.status == AgentStatus.INFEASIBLE_BRAKE)
-        if on_step is not None:
-            on_step(state, action)
-    return scorer.metrics()

@@ -1,0 +1,226 @@
+"""``navkit``: the front door (demo, run, launch, bench, train, plugins); the only module that imports every room.
+
+Bad input ends in one line naming the file and field and a non-zero exit, never a
+traceback: users edit YAML files, and a traceback hides which line to fix.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from navkit.cli.args import MAX_AGENTS, MAX_SEEDS, CliParser, float_in, int_in
+from navkit.cli.run_commands import add_run_options, run_scenario, run_swarm
+from navkit.common.errors import NavkitError
+from navkit.common.json_output import to_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_SCENARIO = REPO_ROOT / "scenarios" / "warehouse_demo.yaml"
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.which == "qp":
+        from navkit.benchmarks import qp_bench
+
+        result = qp_bench.run(n_instances=args.n, k=args.k, seed=args.seed)
+        print(to_json(result) if args.json else qp_bench.format_table(result))
+    elif args.which == "closed-loop":
+        from navkit.benchmarks import closed_loop_bench
+
+        scenario = args.scenario[0] if args.scenario else DEMO_SCENARIO
+        result = closed_loop_bench.run(scenario_path=scenario, seeds=args.seeds or 3)
+        print(to_json(result) if args.json else closed_loop_bench.format_table(result))
+    elif args.which == "ros-latency":
+        from navkit.benchmarks import ros_latency_bench
+
+        result = ros_latency_bench.run(n_scans=args.n, rate_hz=args.rate)
+        print(to_json(result) if args.json else ros_latency_bench.format_table(result))
+    elif args.which == "envs":
+        from navkit.benchmarks import env_bench
+
+        result = env_bench.run(steps=args.n)
+        print(to_json(result) if args.json else env_bench.format_table(result))
+    elif args.which == "online-cbf":
+        from navkit.benchmarks import online_cbf_bench
+
+        result = online_cbf_bench.run(args.scenario or online_cbf_bench.DEFAULT_SCENARIOS, seeds=args.seeds or 50,
+                                      policy_path=args.policy or online_cbf_bench.DEFAULT_POLICY,
+                                      progress=not args.json)
+        print(to_json(result) if args.json else online_cbf_bench.format_table(result))
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    """``navkit plugins``: every slot and the plugins that can fill it, with their parameters."""
+    from navkit.common.plugins import config_fields
+    from navkit.stack.plugin_catalog import default_registry
+
+    registry = default_registry()
+    for slot_name, slot in registry.slots.items():
+        names = registry.names(slot_name)
+        print(f"{slot_name}  ({slot.protocol.split(':')[-1]}; default: {slot.default or 'none'})")
+        if not names:
+            print("    (no implementation yet)")
+        for name in names:
+            plugin = registry.plugin(slot_name, name)
+            cls = registry.config_class(plugin) if args.verbose else None
+            print(f"    {name:<16}{plugin.summary}")
+            if cls is not None:
+                print(f"    {'':<16}parameters: {', '.join(config_fields(cls))}")
+    return 0
+
+
+def _map(args: argparse.Namespace) -> int:
+    """``navkit map SCENARIO --out map.yaml``: a scenario's static map as map_server YAML + PGM."""
+    from navkit.common.map_file import write_map_file
+    from navkit.sim.scenario import load_scenario
+    from navkit.sim.scenario_map import scenario_grid
+
+    grid = scenario_grid(load_scenario(args.scenario), args.resolution)
+    if args.out.suffix not in (".yaml", ".yml"):
+        raise NavkitError(f"{args.out}: --out: expected a .yaml file name (the .pgm is written beside it)")
+    try:
+        path = write_map_file(grid, args.out)
+    except OSError as exc:
+        raise NavkitError(f"{args.out}: --out: cannot write ({exc.strerror or exc})") from None
+    rows, cols = grid.shape
+    print(f"wrote {path} and {path.with_suffix('.pgm')} ({cols} x {rows} cells of {grid.resolution} m)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from navkit.learning.online_cbf_training import main as train_main
+
+    return train_main(["--config", str(args.config)] + (["--fresh"] if args.fresh else []))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CliParser(
+        prog="navkit",
+        description="navkit: perception -> planning -> control -> CBF safety filter, in MuJoCo or on ROS 2.",
+        epilog="Examples:\n  navkit demo\n  navkit run scenarios/warehouse_demo.yaml --record run.mcap\n"
+               "  navkit run scenarios/multi/circle_swap.yaml --agents 16\n  navkit train online-cbf\n"
+               "  navkit launch ros_ws/launch/demo.launch.yaml scenario:=scenarios/warehouse_demo.yaml\n"
+               "  navkit bench qp",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the AGV warehouse demo, in-process (no ROS daemon needed)",
+                          description="Drive the AGV through scenarios/warehouse_demo.yaml in MuJoCo with the whole "
+                                      "stack in one process; writes metrics.json, trajectory.png and trajectory.gif.")
+    add_run_options(demo, default_out="out/demo")
+
+    run = sub.add_parser("run", help="run a scenario file in-process",
+                         description="Run any scenario YAML (map, shelves/obstacles, robot start, goals, seed, "
+                                     "sensors; see scenarios/warehouse_demo.yaml) through the whole stack in-process. "
+                                     "Exit code 0 when every goal was reached without collision, 1 otherwise, "
+                                     "2 for bad input.")
+    run.add_argument("scenario", type=Path, help="scenario YAML file")
+    add_run_options(run, default_out="out/run")
+    swarm = run.add_argument_group(
+        "swarm scenarios (kind: swarm, e.g. scenarios/multi/circle_swap.yaml)",
+        "A robot team in MuJoCo: go-to-goal through per-agent CBF-QPs whose gains alpha come from a fixed value "
+        "or the online GNN policy. Writes metrics.json, traces.csv (one row per robot per control step), "
+        "trajectories.png and the overhead GIF. --params and --record do not apply; --seed re-draws the layout.")
+    swarm.add_argument("--agents", type=int_in(1, MAX_AGENTS), default=None, metavar="N",
+                       help="resize the scenario's layout to N agents (circle, swap_lines and crossing layouts)")
+    swarm.add_argument("--alpha", type=float_in(0.0, 1e3, low_open=True), default=None, metavar="A",
+                       help="fixed CBF gain alpha for every agent (the baseline); default: the shipped policy "
+                            "control/policies/online_cbf_gnn.pt when it exists, else alpha = 1.0 (with a note)")
+    swarm.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                       help="online CBF policy checkpoint giving each agent its alpha every control period")
+
+    sub.add_parser("launch", help="run a ROS 2 YAML launch file as separate ROS 2 processes "
+                                  "(navkit launch --help for its options)", add_help=False)
+
+    bench = sub.add_parser("bench", help="benchmarks that print tables",
+                           description="qp: safety-filter QP fast path vs cvxpy (and OSQP); closed-loop: simulated "
+                                       "seconds per wall second and per-stage time; ros-latency: scan -> filtered "
+                                       "cmd_vel latency over DDS; online-cbf: GNN-tuned CBFs vs fixed alpha on "
+                                       "multi-robot scenarios (success, collisions, separation, infeasible QPs, "
+                                       "time-to-goal, path ratio) and policy+QP cost per agent.")
+    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "online-cbf", "envs"])
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.add_argument("--n", type=int_in(1, 1_000_000), default=500,
+                       help="qp: instances; ros-latency: scans (default: %(default)s)")
+    bench.add_argument("--k", type=int_in(1, 360), default=16, help="qp: constraints per instance (default: %(default)s)")
+    bench.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    bench.add_argument("--scenario", type=Path, action="append", default=None,
+                       help="closed-loop: scenario (default: the demo); online-cbf: swarm scenario, repeatable "
+                            "(default: the four in scenarios/multi/)")
+    bench.add_argument("--seeds", type=int_in(1, MAX_SEEDS), default=None,
+                       help="seeds per scenario (default: 3 for closed-loop, 50 for online-cbf)")
+    bench.add_argument("--policy", type=Path, default=None,
+                       help="online-cbf: policy checkpoint (default: control/policies/online_cbf_gnn.pt)")
+    bench.add_argument("--rate", type=float_in(0.0, 1000.0, low_open=True), default=50.0,
+                       help="ros-latency: scan rate in Hz (default: %(default)s)")
+    plugins = sub.add_parser("plugins", help="list the slots of the stack and the plugins that fill them",
+                             description="Every slot (robot_backend, global_planner, local_controller, safety_filter, "
+                                         "...) and the plugin names a parameter file may choose with 'plugin:'.")
+    plugins.add_argument("-v", "--verbose", action="store_true", help="also list each plugin's parameters")
+    map_cmd = sub.add_parser("map", help="write a scenario's static map as a map_server YAML + PGM",
+                             description="The map a robot would have been given for a scenario (mapped obstacles and "
+                                         "walls), as map_server writes it: use it with map_source.plugin: map_file.")
+    map_cmd.add_argument("scenario", type=Path, help="single-robot scenario YAML")
+    map_cmd.add_argument("--out", type=Path, required=True, help="map YAML to write (the PGM goes beside it)")
+    map_cmd.add_argument("--resolution", type=float_in(0.01, 1.0), default=0.05,
+                         help="metres per cell (default: %(default)s)")
+    train = sub.add_parser("train", help="train a policy (online-cbf: the GNN that tunes CBF gains)",
+                           description="Train with RL; progress bar, TensorBoard logs under runs/, periodic "
+                                       "evaluation, checkpoints; --resume continues an interrupted run.")
+    train.add_argument("what", choices=["online-cbf"])
+    train.add_argument("--config", type=Path, default=REPO_ROOT / "learning" / "configs" / "online_cbf.yaml",
+                       help="training config YAML (default: %(default)s)")
+    train.add_argument("--fresh", action="store_true",
+                       help="start over instead of resuming from the run's last checkpoint (resume is the default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["launch"]:
+        # The launcher owns its arguments (FILE name:=value ..., --help, --print).
+        from navkit.ros_ws.launcher import main as launch_main
+
+        try:
+            return launch_main(argv[1:])
+        except NavkitError as exc:
+            print(f"navkit: error: {exc}", file=sys.stderr)
+            return 2
+    parser = build_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return run_scenario(DEMO_SCENARIO, args)
+        if args.command == "run":
+            from navkit.sim.swarm_scenario import is_swarm_scenario
+
+            if is_swarm_scenario(args.scenario):
+                return run_swarm(args.scenario, args)
+            for option in ("agents", "alpha", "policy"):
+                if getattr(args, option) is not None:
+                    raise NavkitError(f"{args.scenario}: --{option}: only applies to swarm scenarios (kind: swarm)")
+            return run_scenario(args.scenario, args)
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "plugins":
+            return _plugins(args)
+        if args.command == "map":
+            return _map(args)
+    except NavkitError as exc:
+        print(f"navkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("navkit: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

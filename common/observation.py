@@ -1,0 +1,47 @@
+"""What a robot knows at one instant, and what a local controller is asked to reach.
+
+:class:`Observation` bundles the latest sensor data a robot backend produced (odometry,
+scan, named cameras with their intrinsics and extrinsics, an optional point cloud), so a
+slot's interface does not change when a new sensor appears: a lidar-only controller reads
+``scan``, a visual world-model controller reads ``cameras["front"]``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from navkit.common.geometry import Pose2D
+from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, PointCloud
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The latest data of every sensor at ``stamp`` (seconds on the robot's clock).
+
+    A sensor that has not reported (or that the robot lacks) is ``None`` / absent. Data
+    keeps its own stamps: the scan may be up to one lidar period older than ``stamp``.
+    """
+
+    stamp: float
+    odom: Odometry | None = None
+    scan: LaserScan | None = None
+    cameras: Mapping[str, CameraImage] = field(default_factory=dict)
+    point_cloud: PointCloud | None = None
+
+    def camera(self, name: str) -> CameraImage | None:
+        return self.cameras.get(name)
+
+
+@dataclass(frozen=True)
+class ControlTarget:
+    """What the local controller should drive to: a path, a goal pose, and/or a goal image.
+
+    A path-tracking controller uses ``path`` (N, 2) in the odom frame (the frame odometry is
+    in); a goal-image controller uses ``goal_image`` (H, W, 3) uint8. Absent fields are None.
+    """
+
+    path: np.ndarray | None = None
+    goal: Pose2D | None = None
+    goal_image: np.ndarray | None = None

@@ -1,0 +1,1 @@
+"""navkit.learning."""
