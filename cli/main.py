@@ -36,6 +36,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = ros_latency_bench.run(n_scans=args.n, rate_hz=args.rate)
         print(to_json(result) if args.json else ros_latency_bench.format_table(result))
+    elif args.which == "ros-faults":
+        from navkit.benchmarks import ros_fault_bench
+
+        result = ros_fault_bench.run(repeats=args.seeds or 1)
+        print(to_json(result) if args.json else ros_fault_bench.format_table(result))
     elif args.which == "envs":
         from navkit.benchmarks import env_bench
 
@@ -137,10 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print tables",
                            description="qp: safety-filter QP fast path vs cvxpy (and OSQP); closed-loop: simulated "
                                        "seconds per wall second and per-stage time; ros-latency: scan -> filtered "
-                                       "cmd_vel latency over DDS; online-cbf: GNN-tuned CBFs vs fixed alpha on "
+                                       "cmd_vel latency over DDS; ros-faults: wheels-stop and node-exit times when the "
+                                       "safety filter freezes or the launcher is killed (--seeds = repeats); "
+                                       "envs: gymnasium env steps/s; online-cbf: GNN-tuned CBFs vs fixed alpha on "
                                        "multi-robot scenarios (success, collisions, separation, infeasible QPs, "
                                        "time-to-goal, path ratio) and policy+QP cost per agent.")
-    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "online-cbf", "envs"])
+    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "ros-faults", "online-cbf", "envs"])
     bench.add_argument("--json", action="store_true", help="machine-readable output")
     bench.add_argument("--n", type=int_in(1, 1_000_000), default=500,
                        help="qp: instances; ros-latency: scans (default: %(default)s)")

@@ -21,9 +21,7 @@ PARAMS = REPO / "ros_ws" / "config" / "navkit.params.yaml"
 QUICK = ("--time-limit", "1.0", "--video", "none", "--no-progress")
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # default output folders (out/run) land here, not in the checkout
+pytestmark = pytest.mark.usefixtures("in_tmp_dir")  # default output folders land in tmp, not the checkout
 
 
 def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -30,7 +30,7 @@ def test_circle_swap_4_agents_writes_outputs_without_collisions(tmp_path: Path) 
     out = tmp_path / "tmp"
     proc = navkit("run", CIRCLE, "--agents", "4", "--alpha", "1.0", "--video", "none", "--out", out,
                   "--time-limit", "10", "--no-progress")
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a fixed alpha deadlocks the swap: not every robot arrives
     assert "Traceback" not in proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     for name in EPISODE_FIELDS:
@@ -50,15 +50,14 @@ def test_circle_swap_4_agents_writes_outputs_without_collisions(tmp_path: Path) 
     assert "collisions" in proc.stdout and str(out / "traces.csv") in proc.stdout
 
 
-def test_gif_and_default_alpha_note(tmp_path: Path) -> None:
+def test_gif_and_the_shipped_policy_by_default(tmp_path: Path) -> None:
     from PIL import Image
 
     out = tmp_path / "o"
     proc = navkit("run", CIRCLE, "--agents", "3", "--time-limit", "1", "--video-fps", "4", "--out", out,
                   "--no-progress")
-    assert proc.returncode in (0, 1), proc.stderr
-    if not (REPO / "control" / "policies" / "online_cbf_gnn.pt").is_file():
-        assert "alpha = 1.0" in proc.stderr
+    assert proc.returncode == 1, proc.stderr  # 1 s is too short for anyone to arrive
+    assert json.loads((out / "metrics.json").read_text())["alpha"]["source"] == "shipped policy"
     with Image.open(out / "trajectory.gif") as im:
         assert im.format == "GIF" and im.n_frames >= 4
 
@@ -89,7 +88,7 @@ def test_32_agents_run_a_few_steps(tmp_path: Path) -> None:
     out = tmp_path / "o32"
     proc = navkit("run", CIRCLE, "--agents", "32", "--alpha", "1.0", "--time-limit", "0.5", "--video", "none",
                   "--out", out, "--json")
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode == 1, proc.stderr
     metrics = json.loads(proc.stdout)
     assert metrics["num_agents"] == 32 and metrics["control_steps"] == 10 and metrics["collisions"] == 0
     with (out / "traces.csv").open() as fh:
