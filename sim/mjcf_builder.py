@@ -44,6 +44,11 @@ def topdown_aspect(sc: Scenario) -> float:
     return (sc.bounds[2] - sc.bounds[0] + 2 * TOPDOWN_BORDER_M) / topdown_view_height(sc)
 
 
+def camera_mount(sc: Scenario) -> tuple[float, float, float]:
+    """Where the front camera sits on base_link (x, y, z in metres): at the front edge, lidar height."""
+    return (sc.robot.radius_m * 0.9, 0.0, 0.3)
+
+
 def build_mjcf(sc: Scenario) -> str:
     """The full MJCF document for a scenario (world, obstacles, AGV, sensors, cameras)."""
     xmin, ymin, xmax, ymax = sc.bounds
@@ -117,7 +122,7 @@ def build_mjcf(sc: Scenario) -> str:
       <geom name="caster_front" type="sphere" pos="{_f(rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" solref="0.05 1" group="{ROBOT_GROUP}"/>
       <geom name="caster_back" type="sphere" pos="{_f(-rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" solref="0.05 1" group="{ROBOT_GROUP}"/>
       <site name="lidar" pos="{_f(0, 0, lidar.height_m - axle_z)}"/>
-      <camera name="front_camera" pos="{_f(rm.radius_m * 0.9, 0, 0.3)}" xyaxes="0 -1 0 0 0 1" fovy="{cam.fov_deg}"/>
+      <camera name="front_camera" pos="{_f(*camera_mount(sc))}" xyaxes="0 -1 0 0 0 1" fovy="{cam.fov_deg}"/>
       <body name="wheel_left" pos="{_f(0, wheel_y, 0)}">
         <joint name="wheel_left" type="hinge" axis="0 1 0" damping="0.05" armature="0.02"/>
         <geom type="ellipsoid" size="{_f(rm.wheel_radius_m, 0.025, rm.wheel_radius_m)}" mass="1.0" friction="1.5 0.01 0.001" material="wheel" group="{ROBOT_GROUP}"/>

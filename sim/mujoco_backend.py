@@ -17,9 +17,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco
 import numpy as np
 
-from navkit.common.geometry import Pose2D, quaternion_to_yaw, wrap_angle
-from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, VelocityCommand
-from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf
+from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw, wrap_angle
+from navkit.common.sensor_data import CameraImage, CameraIntrinsics, LaserScan, Odometry, VelocityCommand
+from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf, camera_mount
 from navkit.sim.mujoco_divergence import check_mujoco_divergence
 from navkit.sim.scenario import Scenario
 
@@ -60,6 +60,12 @@ class MujocoRobot:
         self._ray_geomid = np.zeros(lidar.num_rays, dtype=np.int32)
         self._ray_dist = np.zeros(lidar.num_rays, dtype=np.float64)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        cam = scenario.sensors.camera
+        self.camera_intrinsics = CameraIntrinsics.from_fov(cam.width, cam.height, cam.fov_deg)
+        # REP-103 optical frame (z forward, x right, y down) of the front camera, on base_link: the
+        # MJCF camera sits at CAMERA_MOUNT looking along the base's x axis.
+        self.camera_extrinsics = RigidTransform(camera_mount(scenario), (-0.5, 0.5, -0.5, 0.5), "base_link",
+                                                "camera_optical_frame")
         self.reset(scenario.seed)
 
     # ------------------------------------------------------------------ interface
@@ -132,7 +138,8 @@ class MujocoRobot:
             renderer.update_scene(self.data, camera="front_camera")
             depth = renderer.render().astype(np.float32)
             renderer.disable_depth_rendering()
-        return CameraImage(stamp=self.now(), rgb=rgb, depth=depth)
+        return CameraImage(stamp=self.now(), rgb=rgb, depth=depth, intrinsics=self.camera_intrinsics,
+                           extrinsics=self.camera_extrinsics)
 
     # ------------------------------------------------------------- simulation truth
 

@@ -302,3 +302,28 @@ def test_non_finite_state_raises_simulation_diverged(aisle: Scenario, tmp_path: 
     robot.reset()
     robot.advance(0.1)
     assert robot.now() == pytest.approx(0.1)
+
+
+def test_camera_intrinsics_and_extrinsics_put_depth_pixels_where_the_lidar_sees(aisle: Scenario) -> None:
+    """A depth pixel, unprojected with the image's intrinsics and moved by its extrinsics, lands
+    on the obstacle the lidar ray in the same direction hits (camera and lidar share a height)."""
+    robot = MujocoRobot(aisle.with_overrides(start=(1.0, 2.0, 0.0)))  # facing the shelf's end, 1.5 m ahead
+    try:
+        image = robot.read_camera()
+        scan = robot.read_scan()
+    finally:
+        robot.close()
+    assert image is not None and image.depth is not None and image.intrinsics is not None
+    assert image.extrinsics is not None and image.extrinsics.child_frame == image.frame_id == "camera_optical_frame"
+    k = image.intrinsics
+    row, col = (k.height - 1) // 2, (k.width - 1) // 2
+    z = float(image.depth[row, col])
+    point_optical = np.array([[(col - k.cx) * z / k.fx, (row - k.cy) * z / k.fy, z]])
+    point_base = image.extrinsics.apply(point_optical)[0]
+    ahead = float(scan.ranges[int(np.argmin(np.abs(scan.angles)))])
+    assert 1.0 < ahead < 2.0
+    assert point_base[0] == pytest.approx(ahead, abs=0.05)  # straight ahead, at the lidar's range
+    assert abs(point_base[1]) < 0.05 and point_base[2] == pytest.approx(0.3, abs=0.05)
+    # And back: the base-frame point projects onto the centre pixel.
+    u, v = k.project(np.linalg.solve(image.extrinsics.matrix, point_base - np.array(image.extrinsics.translation)))[0]
+    assert (u, v) == pytest.approx((col, row), abs=0.5)
