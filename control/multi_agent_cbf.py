@@ -35,10 +35,22 @@ half-planes nᵏ·u ≤ u_max·cos(π/8); its vertices lie on the circle, so eve
 ‖u‖ ≤ u_max, at most 7.6 % slower than the disk along the edge midpoints) or, with
 ``input_limit="box"``, |u_x|, |u_y| ≤ u_max. Unicycle: v_min ≤ v ≤ v_max, |ω| ≤ ω_max.
 
-Feasibility. At u = 0 every agent row reads 0 ≥ −(α/2) h, true while h ≥ 0, and every
-static-obstacle row likewise; so the QP is infeasible only when an agent is already inside
-some D or a moving obstacle closes in faster than α allows. Then the agent brakes (u = 0)
-and the tick is counted.
+Discrete time. Commands are held for a control period Δt, so what must hold is the
+discrete-time condition h(x_{k+1}) ≥ (1 − γ) h(x_k) with γ ∈ (0, 1]. Every h here is convex
+in the positions, so h(x + δ) ≥ h(x) + ∇h·δ, and the linear row ∇h·u Δt ≥ −γ h *implies* it
+exactly for single integrators (moving obstacles: at their current velocity). The filter
+therefore uses γ = min(α Δt, ``gamma_max``), i.e. α is capped at ``gamma_max`` / Δt whatever
+a policy asks, and the barrier holds at any control rate. For unicycles the look-ahead point
+moves on an arc, not a line: D gains the worst-case arc error ½ Δt² |ω| √(v² + l²ω²).
+
+Feasibility and fallback. At u = 0 every agent row reads 0 ≥ −(α/2) h, true while h ≥ 0,
+and every static-obstacle row likewise; so the QP is infeasible only when an agent is
+already inside some D or a moving obstacle closes in faster than the agent may move.
+Braking then is not safe (the obstacle does not stop), so the agent takes the *least-
+violating* command (:mod:`navkit.control.least_violation`): the weighted least-squares
+violation of its rows within its input limits, obstacle rows weighing
+``fallback_obstacle_weight`` times a robot row. The tick is counted (INFEASIBLE_FALLBACK);
+``fallback: brake`` restores the old zero command.
 """
 from __future__ import annotations
 
@@ -49,6 +61,7 @@ from enum import IntEnum
 import numpy as np
 
 from navkit.control.batched_qp import solve_qp_2d_batched
+from navkit.control.least_violation import least_violation_2d_batched
 
 _PASS_TOL = 1e-9
 """|u − u_nom| below which an agent's nominal command counts as passed through unchanged."""
@@ -97,8 +110,22 @@ class MultiAgentCbfConfig:
     """Class-K gain used when ``filter`` gets no α; larger lets agents approach faster."""
     alpha_max: float = 100.0
     """A per-agent α above this (or ≤ 0, or non-finite) is a policy bug: that agent stops."""
+    control_dt_s: float = 0.05
+    """Control period Δt (the command is held this long); with ``gamma_max`` it caps α at γ_max/Δt."""
+    gamma_max: float = 1.0
+    """Largest discrete-time decay γ = α·Δt the filter allows (≤ 1 keeps h(x_{k+1}) ≥ (1−γ) h(x_k) ≥ 0)."""
+    fallback: str = "least_violation"
+    """Infeasible QP: "least_violation" (evade: weighted least-squares violation in the limits) or "brake"."""
+    fallback_obstacle_weight: float = 10.0
+    """In the fallback, an obstacle row weighs this many robot rows (obstacles do not yield)."""
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.gamma_max <= 1.0:
+            raise ValueError(f"gamma_max: must be in (0, 1], got {self.gamma_max}")
+        if not 0.0 < self.control_dt_s <= 1.0:
+            raise ValueError(f"control_dt_s: must be in (0, 1], got {self.control_dt_s}")
+        if self.fallback not in ("least_violation", "brake"):
+            raise ValueError(f"fallback: must be least_violation or brake, got {self.fallback!r}")
         if self.dynamics not in _DYNAMICS:
             raise ValueError(f"dynamics: must be one of {_DYNAMICS}, got {self.dynamics!r}")
         if self.input_limit not in _INPUT_LIMITS:
@@ -133,8 +160,9 @@ class AgentStatus(IntEnum):
     """The nominal command was safe and is output unchanged."""
     MODIFIED = 1
     """The nominal command was replaced by the closest safe one."""
-    INFEASIBLE_BRAKE = 2
-    """No command satisfies every constraint: output is zero."""
+    INFEASIBLE_FALLBACK = 2
+    """No command satisfies every constraint: output is the least-violating command (or zero with
+    ``fallback: brake``)."""
     INVALID_INPUT = 3
     """Non-finite state/command or an out-of-range α or margin for this agent: output is zero."""
 
@@ -162,7 +190,7 @@ class MultiAgentFilterStats:
     agent_ticks: int = 0
     """Agent-QPs handled (N per call)."""
     interventions: int = 0
-    """Agent-ticks whose command was changed (MODIFIED or INFEASIBLE_BRAKE)."""
+    """Agent-ticks whose command was changed (MODIFIED or INFEASIBLE_FALLBACK)."""
     infeasible: int = 0
     """Agent-ticks that braked because the QP was infeasible."""
     invalid_input: int = 0
@@ -179,6 +207,9 @@ class _Rows:
     min_h: np.ndarray
     valid: np.ndarray
     weights: np.ndarray = field(repr=False)
+    n_barrier: int = 0
+    """Columns before the input-limit rows (neighbour rows, then obstacle rows)."""
+    n_neighbour: int = 0
 
 
 def _as_array(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
@@ -221,7 +252,9 @@ class MultiAgentCbfFilter:
             self._weights = np.array([1.0, c.omega_weight])
             self._limit_A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
             self._limit_b = np.array([c.v_min, -c.v_max, -c.omega_max, -c.omega_max])
-            self._pad = c.lookahead_m
+            # Arc error of the look-ahead point over one held command (see the module docstring).
+            arc = 0.5 * c.control_dt_s**2 * c.omega_max * math.hypot(max(c.v_max, -c.v_min), c.lookahead_m * c.omega_max)
+            self._pad = c.lookahead_m + arc
         else:
             self._weights = np.ones(2)
             if c.input_limit == "box":
@@ -294,7 +327,8 @@ class MultiAgentCbfFilter:
         else:
             q = p0
             J = np.broadcast_to(np.eye(2), (n, 2, 2))
-        alpha0 = np.where(valid, alpha_arr, 0.0)
+        # Discrete time: γ = α·Δt never above gamma_max, whatever the α source asked for.
+        alpha0 = np.where(valid, np.minimum(alpha_arr, c.gamma_max / c.control_dt_s), 0.0)
         margin0 = np.where(valid, margin_arr, 0.0)
 
         # Agent–agent rows: nearest located agents within sensing range (base centre distance).
@@ -328,7 +362,16 @@ class MultiAgentCbfFilter:
         min_h = np.where(valid, min_h, np.inf)
         A = np.where(mask[:, :, None], A, 0.0)
         b = np.where(mask, b, 0.0)
-        return _Rows(A=A, b=b, mask=mask, min_h=min_h, valid=valid, weights=self._weights)
+        return _Rows(A=A, b=b, mask=mask, min_h=min_h, valid=valid, weights=self._weights,
+                     n_barrier=A_nbr.shape[1] + A_obs.shape[1], n_neighbour=A_nbr.shape[1])
+
+    def _least_violation(self, r: _Rows, stuck: np.ndarray) -> np.ndarray:
+        """The fallback commands of the agents whose QP is infeasible (see the module docstring)."""
+        nb, nn = r.n_barrier, r.n_neighbour
+        weights = np.ones((int(stuck.sum()), nb))
+        weights[:, nn:] = self.config.fallback_obstacle_weight
+        return least_violation_2d_batched(r.A[stuck, :nb], r.b[stuck, :nb], r.mask[stuck, :nb], weights,
+                                          self._limit_A, self._limit_b)
 
     def constraints(
         self,
@@ -384,18 +427,21 @@ class MultiAgentCbfFilter:
         u_safe_nom = np.where(r.valid[:, None], u_nom_arr, 0.0)
         sol = solve_qp_2d_batched(r.weights, u_safe_nom, r.A, r.b, r.mask)
         u = np.where((r.valid & sol.feasible)[:, None], sol.u, 0.0)
+        stuck = r.valid & ~sol.feasible
+        if self.config.fallback == "least_violation" and stuck.any():
+            u[stuck] = self._least_violation(r, stuck)
         unchanged = np.all(np.abs(u - u_safe_nom) <= _PASS_TOL, axis=1)
         u = np.where(unchanged[:, None], u_safe_nom, u)
         status = np.where(unchanged, AgentStatus.PASS, AgentStatus.MODIFIED).astype(int)
-        status[~sol.feasible] = AgentStatus.INFEASIBLE_BRAKE
+        status[~sol.feasible] = AgentStatus.INFEASIBLE_FALLBACK
         status[~r.valid] = AgentStatus.INVALID_INPUT
 
         s = self.stats
         s.ticks += 1
         s.agent_ticks += n
-        s.infeasible += int(np.sum(status == AgentStatus.INFEASIBLE_BRAKE))
+        s.infeasible += int(np.sum(status == AgentStatus.INFEASIBLE_FALLBACK))
         s.invalid_input += int(np.sum(status == AgentStatus.INVALID_INPUT))
-        s.interventions += int(np.sum((status == AgentStatus.MODIFIED) | (status == AgentStatus.INFEASIBLE_BRAKE)))
+        s.interventions += int(np.sum((status == AgentStatus.MODIFIED) | (status == AgentStatus.INFEASIBLE_FALLBACK)))
         return MultiAgentFilterResult(
             u=u,
             status=status,

@@ -102,3 +102,15 @@ class ReferenceQp:
         self._b.value = b_pad
         self._problem.solve(solver=cp.CLARABEL, **_CLARABEL_OPTS)
         return _solution(self._problem.status, self._u.value, A, b)
+
+
+def least_violation_reference(A: np.ndarray, b: np.ndarray, weights: np.ndarray, limit_A: np.ndarray,
+                              limit_b: np.ndarray, eps: float) -> tuple[np.ndarray, float]:
+    """The infeasible-QP fallback solved by cvxpy (Clarabel): (u, objective) of
+    min sum w max(0, b - A u)^2 + eps |u|^2 subject to limit_A u >= limit_b."""
+    u = cp.Variable(2)
+    violation = cp.pos(b - A @ u)
+    objective = cp.sum(cp.multiply(weights, cp.square(violation))) + eps * cp.sum_squares(u)
+    problem = cp.Problem(cp.Minimize(objective), [limit_A @ u >= limit_b])
+    problem.solve(solver=cp.CLARABEL)
+    return np.asarray(u.value, dtype=float), float(problem.value)

@@ -17,6 +17,7 @@ import numpy as np
 from navkit.common.geometry import wrap_angle
 from navkit.common.swarm_state import SwarmState
 from navkit.control.multi_agent_cbf import MultiAgentCbfConfig, MultiAgentCbfFilter
+from navkit.control.obstacle_tracker import ObstacleVelocityEstimator
 
 SCENE_SPACING_M = 1.0e4
 """Distance between batched scenes: far beyond any sensing radius."""
@@ -80,11 +81,17 @@ class SwarmController:
     """Nominal go-to-goal + per-agent CBF-QP, for a scenario family's geometry and limits."""
 
     def __init__(self, dynamics: str, agent_radius_m: float, max_speed_m_s: float, sensing_radius_m: float,
-                 cbf: MultiAgentCbfConfig | None = None, nominal: NominalConfig | None = None) -> None:
+                 cbf: MultiAgentCbfConfig | None = None, nominal: NominalConfig | None = None,
+                 control_dt_s: float | None = None, sensed_obstacle_velocity: bool = True) -> None:
+        """``control_dt_s``: the period commands are held (caps α at γ_max/Δt; default: the CBF config's).
+        ``sensed_obstacle_velocity``: obstacle velocities from differences of sensed positions (what a robot
+        has) instead of the velocities the state carries (simulator truth)."""
         base = cbf or MultiAgentCbfConfig()
         limits = {"v_max": max_speed_m_s} if dynamics == "unicycle" else {"u_max": max_speed_m_s}
+        timing = {"control_dt_s": control_dt_s} if control_dt_s is not None else {}
         self.cbf_config = replace(base, dynamics=dynamics, agent_radius_m=agent_radius_m,
-                                  sensing_radius_m=sensing_radius_m, **limits)
+                                  sensing_radius_m=sensing_radius_m, **limits, **timing)
+        self.obstacle_velocity = ObstacleVelocityEstimator() if sensed_obstacle_velocity else None
         self.filter = MultiAgentCbfFilter(self.cbf_config)
         self.nominal = nominal or NominalConfig()
         self.dynamics = dynamics
@@ -94,7 +101,8 @@ class SwarmController:
     def for_scenario(cls, scenario: object, cbf: MultiAgentCbfConfig | None = None,
                      nominal: NominalConfig | None = None) -> SwarmController:
         return cls(scenario.dynamics, scenario.agent_radius_m, scenario.max_speed_m_s,  # type: ignore[attr-defined]
-                   scenario.sensing_radius_m, cbf, nominal)  # type: ignore[attr-defined]
+                   scenario.sensing_radius_m, cbf, nominal,  # type: ignore[attr-defined]
+                   control_dt_s=scenario.control_dt_s)  # type: ignore[attr-defined]
 
     def act(self, state: SwarmState, alpha: np.ndarray | float) -> SwarmAction:
         b, n = state.positions.shape[:2]
@@ -103,6 +111,8 @@ class SwarmController:
         shift = np.zeros((b, 1, 2))
         shift[:, 0, 0] = SCENE_SPACING_M * np.arange(b)
         m = state.obstacle_positions.shape[1]
+        obstacle_velocities = (state.obstacle_velocities if self.obstacle_velocity is None
+                               else self.obstacle_velocity(state.obstacle_positions, state.time))
         result = self.filter.filter(
             positions=(state.positions + shift).reshape(b * n, 2),
             headings=state.headings.reshape(b * n),
@@ -110,7 +120,7 @@ class SwarmController:
             alpha=alpha.reshape(b * n),
             obstacle_positions=(state.obstacle_positions + shift).reshape(b * m, 2) if m else None,
             obstacle_radii=state.obstacle_radii.reshape(b * m) if m else None,
-            obstacle_velocities=state.obstacle_velocities.reshape(b * m, 2) if m else None,
+            obstacle_velocities=obstacle_velocities.reshape(b * m, 2) if m else None,
         )
         return SwarmAction(u=result.u.reshape(b, n, 2), u_nom=u_nom, alpha=np.array(alpha),
                            status=result.status.reshape(b, n), min_h=result.min_h.reshape(b, n))

@@ -30,7 +30,7 @@ def rollout(scenarios: Sequence[SwarmScenario], controller: SwarmController, alp
         before = env.positions.copy()
         step = env.step(u)
         state = step.state
-        scorer.update(before, step, env.time, action.status == AgentStatus.INFEASIBLE_BRAKE)
+        scorer.update(before, step, env.time, action.status == AgentStatus.INFEASIBLE_FALLBACK)
         if on_step is not None:
             on_step(state, action)
     return scorer.metrics()

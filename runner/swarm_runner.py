@@ -145,7 +145,7 @@ class SwarmRunner:
                 statuses += np.bincount(action.status[0], minlength=len(AgentStatus))[:len(AgentStatus)]
                 steps += 1
                 state = step.state
-                scorer.update(before, step, float(state.time), action.status == AgentStatus.INFEASIBLE_BRAKE)
+                scorer.update(before, step, float(state.time), action.status == AgentStatus.INFEASIBLE_FALLBACK)
                 if isinstance(sim, MujocoSwarm):  # contacts and geometric overlap differ only in physics
                     a_ov, o_ov, _, _ = sim.overlap()
                     now_overlapping = a_ov | o_ov

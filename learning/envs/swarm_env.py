@@ -161,7 +161,7 @@ class _Scenes:
         """Per-robot rewards (B, N), the step, and which scenes just ended (B,)."""
         state = self.sim.state
         act = self.controller.act(state, self.alpha(action))
-        infeasible = act.status == AgentStatus.INFEASIBLE_BRAKE
+        infeasible = act.status == AgentStatus.INFEASIBLE_FALLBACK
         before = self.sim.positions.copy()
         done_before = self.scorer.done.copy()
         step = self.sim.step(np.where(done_before[:, None, None], 0.0, act.u))

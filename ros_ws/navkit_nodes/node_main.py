@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from navkit.common.errors import NavkitError, ParameterError
+from navkit.common.json_output import write_metrics
 from navkit.common.yaml_file import read_yaml_file
 from navkit.ros_ws.supervision import HEARTBEAT_PERIOD_S, HeartbeatWriter, die_with_launcher
 
@@ -27,6 +29,17 @@ def node_params(node: Node) -> dict[str, Any]:
 
 def params_source(node: Node) -> str:
     return f"parameters of node {node.get_fully_qualified_name()}"
+
+
+def leave_metrics(metrics: dict[str, Any], output_dir: str) -> None:
+    """Write ``output_dir/metrics.json`` when an output folder was given; a write failure (full disk,
+    read-only folder) is one line on stderr, never a crash of a node that is shutting down."""
+    if not output_dir:
+        return
+    try:
+        write_metrics(metrics, Path(output_dir))
+    except OSError as exc:
+        print(f"navkit: cannot write metrics to {output_dir}: {exc.strerror or exc}", file=sys.stderr)
 
 
 def check_params_files(argv: list[str]) -> None:

@@ -17,7 +17,6 @@ so a launch with ``on_exit: shutdown`` ends with the run.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -28,11 +27,10 @@ from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
 from navkit.common.errors import NavkitError
-from navkit.common.json_output import write_metrics
 from navkit.common.sensor_data import VelocityCommand
 from navkit.ros_ws.navkit_nodes.conversions import (
     command_from_msg, image_to_msg, odometry_to_msg, scan_to_msg, to_time, yaw_to_quaternion)
-from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
+from navkit.ros_ws.navkit_nodes.node_main import leave_metrics, node_params, params_source, run_node
 from navkit.learning.navigation_task import NavigationTask
 from navkit.stack.config import bridge_from_params
 from navkit.stack.plugin_catalog import default_registry
@@ -119,12 +117,7 @@ class RobotBridgeNode(Node):
         return metrics
 
     def _write(self, metrics: dict) -> None:
-        if not self.config.output_dir:
-            return
-        try:
-            write_metrics(metrics, Path(self.config.output_dir))
-        except OSError as exc:
-            print(f"navkit: cannot write metrics to {self.config.output_dir}: {exc.strerror or exc}", file=sys.stderr)
+        leave_metrics(metrics, self.config.output_dir)
 
     def finish_early(self, reason: str) -> None:
         """The launch ended before the episode did: leave what was measured, marked as aborted."""

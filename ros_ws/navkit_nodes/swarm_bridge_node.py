@@ -33,7 +33,6 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import Point, TwistStamped
@@ -44,12 +43,11 @@ from rosgraph_msgs.msg import Clock
 from visualization_msgs.msg import Marker, MarkerArray
 
 from navkit.common.errors import NavkitError
-from navkit.common.json_output import write_metrics
 from navkit.common.params import config_from_params
 from navkit.learning.swarm_task import EpisodeScorer
 from navkit.common.geometry import yaw_to_quaternion
 from navkit.ros_ws.navkit_nodes.conversions import to_time
-from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
+from navkit.ros_ws.navkit_nodes.node_main import leave_metrics, node_params, params_source, run_node
 from navkit.sim.swarm_perception import perceived_obstacles
 from navkit.sim.swarm_scenario import load_swarm_scenario
 from navkit.stack.plugin_catalog import default_registry
@@ -218,12 +216,7 @@ class SwarmBridgeNode(Node):
         return row
 
     def _write(self, metrics: dict) -> None:
-        if not self.config.output_dir:
-            return
-        try:
-            write_metrics(metrics, Path(self.config.output_dir))
-        except OSError as exc:
-            print(f"navkit: cannot write metrics to {self.config.output_dir}: {exc.strerror or exc}", file=sys.stderr)
+        leave_metrics(metrics, self.config.output_dir)
 
     def finish_early(self, reason: str) -> None:
         """The launch ended before the episode did: leave what was measured, marked as aborted."""

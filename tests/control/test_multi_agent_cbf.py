@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from navkit.control.multi_agent_cbf import AgentStatus, MultiAgentCbfConfig, MultiAgentCbfFilter
-from navkit.control.qp_reference import solve_reference
+from navkit.control.least_violation import EPS
+from navkit.control.qp_reference import least_violation_reference, solve_reference
 
 
 def _scene(rng: np.random.Generator, n: int, m: int, dynamics: str) -> dict[str, np.ndarray | None]:
@@ -40,6 +41,19 @@ def _call(filt: MultiAgentCbfFilter, scene: dict[str, np.ndarray | None], method
                                  s["obstacle_radii"], s["obstacle_velocities"])
 
 
+def _assert_least_violating(filt: MultiAgentCbfFilter, scene: dict, u: np.ndarray, A: np.ndarray, b: np.ndarray,
+                            mask: np.ndarray) -> None:
+    """The fallback of an infeasible agent is cvxpy's least-violating command (same objective)."""
+    n_lim = filt._limit_A.shape[0]  # noqa: SLF001 - the row layout is the filter's
+    n_nbr = min(filt.config.max_neighbors, len(scene["positions"]) - 1)
+    rows = np.flatnonzero(mask[:-n_lim])
+    weights = np.where(rows < n_nbr, 1.0, filt.config.fallback_obstacle_weight)
+    _, best = least_violation_reference(A[rows], b[rows], weights, filt._limit_A, filt._limit_b, EPS)  # noqa: SLF001
+    ours = float(np.sum(weights * np.maximum(b[rows] - A[rows] @ u, 0.0) ** 2) + EPS * u @ u)
+    assert ours <= best * (1 + 1e-4) + 1e-9, (ours, best)
+    assert np.all(filt._limit_A @ u >= filt._limit_b - 1e-9)  # noqa: SLF001 - inside the input limits
+
+
 @pytest.mark.parametrize("dynamics", ["single_integrator", "unicycle"])
 def test_outputs_satisfy_every_constraint_and_match_cvxpy(dynamics: str) -> None:
     rng = np.random.default_rng(11)
@@ -54,9 +68,10 @@ def test_outputs_satisfy_every_constraint_and_match_cvxpy(dynamics: str) -> None
             status = AgentStatus(int(res.status[i]))
             counts[status] += 1
             ref = solve_reference(w, scene["u_nom"][i], A[i][mask[i]], b[i][mask[i]])
-            if status == AgentStatus.INFEASIBLE_BRAKE:
+            if status == AgentStatus.INFEASIBLE_FALLBACK:
                 assert not ref.feasible
-                np.testing.assert_array_equal(res.u[i], 0.0)
+                _assert_least_violating(filt, scene, res.u[i], A[i], b[i], mask[i])
+                counts[status] += 0
                 continue
             assert ref.feasible
             assert np.all(A[i][mask[i]] @ res.u[i] >= b[i][mask[i]] - 1e-8)
@@ -121,9 +136,37 @@ def test_rows_match_the_documented_barriers() -> None:
     dq = q[0] - q[1]
     J0 = np.array([[np.cos(th[0]), -l * np.sin(th[0])], [np.sin(th[0]), l * np.cos(th[0])]])
     np.testing.assert_allclose(A[0, 0], 2 * dq @ J0)
-    np.testing.assert_allclose(b[0, 0], -0.5 * 2.0 * (dq @ dq - (2 * (0.2 + l) + 0.05) ** 2))
+    cfg = uni.config
+    arc = 0.5 * cfg.control_dt_s**2 * cfg.omega_max * math.hypot(cfg.v_max, l * cfg.omega_max)
+    np.testing.assert_allclose(b[0, 0], -0.5 * 2.0 * (dq @ dq - (2 * (0.2 + l + arc) + 0.05) ** 2))
     np.testing.assert_allclose(A[0, 1:], [[1, 0], [-1, 0], [0, 1], [0, -1]])
     np.testing.assert_allclose(b[0, 1:], [-0.2, -1.0, -2.0, -2.0])
+
+
+def test_the_gain_is_capped_by_the_control_period() -> None:
+    """Issue 10: γ = α·Δt ≤ gamma_max whatever the α source says, so the discrete-time barrier holds."""
+    p = np.array([[0.0, 0.0], [1.0, 0.5]])
+    filt = MultiAgentCbfFilter(MultiAgentCbfConfig(input_limit="box", control_dt_s=0.1, gamma_max=1.0))
+    A, b_capped, _ = filt.constraints(p, None, np.zeros((2, 2)), np.array([50.0, 5.0]))
+    d = p[0] - p[1]
+    h = d @ d - (2 * 0.2 + 0.05) ** 2
+    assert b_capped[0, 0] == pytest.approx(-0.5 * 10.0 * h)  # 50 capped at 1 / 0.1
+    assert b_capped[1, 0] == pytest.approx(-0.5 * 5.0 * h)   # below the cap: unchanged
+
+
+@pytest.mark.parametrize("rate_hz", [10, 20, 50])
+def test_discrete_time_barrier_holds_at_any_rate_with_the_largest_gain(rate_hz: int) -> None:
+    """Two single integrators driven straight at each other with α far above 1/Δt never overlap."""
+    dt = 1.0 / rate_hz
+    filt = MultiAgentCbfFilter(MultiAgentCbfConfig(control_dt_s=dt, margin_m=0.0, alpha_max=1000.0))
+    p = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    D = 2 * 0.2
+    closest = math.inf
+    for _ in range(int(6.0 / dt)):
+        u = filt.filter(p, None, np.array([[1.0, 0.0], [-1.0, 0.0]]), alpha=500.0).u
+        p = p + u * dt
+        closest = min(closest, float(np.linalg.norm(p[0] - p[1])))
+    assert D - 1e-9 <= closest < D + 0.05  # they close in as far as allowed, never through
 
 
 @pytest.mark.parametrize("dynamics", ["single_integrator", "unicycle"])
@@ -198,21 +241,35 @@ def test_invalid_alpha_zeroes_only_that_agent(bad_alpha: float) -> None:
     np.testing.assert_array_equal(res.status[others], clean.status[others])
 
 
-def test_squeezed_agent_brakes_and_is_counted() -> None:
+def test_squeezed_agent_takes_the_least_violating_command_and_is_counted() -> None:
     filt = MultiAgentCbfFilter()
     # Agent 0 overlaps agents on both sides (0.3 < 2·0.2 + 0.05): it must move left and right.
     positions = np.array([[0.0, 0.0], [0.3, 0.0], [-0.3, 0.0], [5.0, 5.0]])
     u_nom = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.5, 0.0]])
     res = filt.filter(positions, None, u_nom, alpha=1.0)
     np.testing.assert_array_equal(
-        res.status, [AgentStatus.INFEASIBLE_BRAKE, AgentStatus.MODIFIED, AgentStatus.MODIFIED, AgentStatus.PASS])
-    np.testing.assert_array_equal(res.u[0], 0.0)
+        res.status, [AgentStatus.INFEASIBLE_FALLBACK, AgentStatus.MODIFIED, AgentStatus.MODIFIED, AgentStatus.PASS])
+    # A symmetric squeeze: moving either way violates one row as much as it relieves the other,
+    # so the least-violating command is to hold still (the neighbours back away).
+    np.testing.assert_allclose(res.u[0], 0.0, atol=1e-6)
     assert res.u[1, 0] > 0.0 and res.u[2, 0] < 0.0  # each outer agent backs away
     np.testing.assert_array_equal(res.u[3], [0.5, 0.0])
     assert res.min_h[0] < 0 and res.min_h[3] == np.inf
     assert filt.stats.infeasible == 1 and filt.stats.interventions == 3 and filt.stats.agent_ticks == 4
     filt.reset_stats()
     assert filt.stats.ticks == 0
+
+
+def test_an_agent_a_fast_obstacle_bears_down_on_evades_at_full_speed_instead_of_braking() -> None:
+    """Issue 10: braking let non-reacting obstacles run robots over; the fallback moves away."""
+    position = np.array([[0.0, 0.0]])
+    obstacle, radius, velocity = np.array([[0.8, 0.0]]), np.array([0.3]), np.array([[-3.0, 0.0]])
+    evade = MultiAgentCbfFilter().filter(position, None, np.array([[0.5, 0.0]]), 1.0, obstacle, radius, velocity)
+    assert evade.status[0] == AgentStatus.INFEASIBLE_FALLBACK
+    assert evade.u[0, 0] < -0.9 and abs(evade.u[0, 1]) < 1e-6  # straight away, as fast as the octagon allows
+    brake = MultiAgentCbfFilter(MultiAgentCbfConfig(fallback="brake")).filter(
+        position, None, np.array([[0.5, 0.0]]), 1.0, obstacle, radius, velocity)
+    np.testing.assert_array_equal(brake.u[0], 0.0)
 
 
 def test_octagon_limit_keeps_speed_below_u_max() -> None:
