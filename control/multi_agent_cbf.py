@@ -253,7 +253,8 @@ class MultiAgentCbfFilter:
             self._limit_A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
             self._limit_b = np.array([c.v_min, -c.v_max, -c.omega_max, -c.omega_max])
             # Arc error of the look-ahead point over one held command (see the module docstring).
-            arc = 0.5 * c.control_dt_s**2 * c.omega_max * math.hypot(max(c.v_max, -c.v_min), c.lookahead_m * c.omega_max)
+            speed = max(c.v_max, -c.v_min)
+            arc = 0.5 * c.control_dt_s**2 * c.omega_max * math.hypot(speed, c.lookahead_m * c.omega_max)
             self._pad = c.lookahead_m + arc
         else:
             self._weights = np.ones(2)

@@ -44,14 +44,14 @@ def _call(filt: MultiAgentCbfFilter, scene: dict[str, np.ndarray | None], method
 def _assert_least_violating(filt: MultiAgentCbfFilter, scene: dict, u: np.ndarray, A: np.ndarray, b: np.ndarray,
                             mask: np.ndarray) -> None:
     """The fallback of an infeasible agent is cvxpy's least-violating command (same objective)."""
-    n_lim = filt._limit_A.shape[0]  # noqa: SLF001 - the row layout is the filter's
+    n_lim = filt._limit_A.shape[0]
     n_nbr = min(filt.config.max_neighbors, len(scene["positions"]) - 1)
     rows = np.flatnonzero(mask[:-n_lim])
     weights = np.where(rows < n_nbr, 1.0, filt.config.fallback_obstacle_weight)
-    _, best = least_violation_reference(A[rows], b[rows], weights, filt._limit_A, filt._limit_b, EPS)  # noqa: SLF001
+    _, best = least_violation_reference(A[rows], b[rows], weights, filt._limit_A, filt._limit_b, EPS)
     ours = float(np.sum(weights * np.maximum(b[rows] - A[rows] @ u, 0.0) ** 2) + EPS * u @ u)
     assert ours <= best * (1 + 1e-4) + 1e-9, (ours, best)
-    assert np.all(filt._limit_A @ u >= filt._limit_b - 1e-9)  # noqa: SLF001 - inside the input limits
+    assert np.all(filt._limit_A @ u >= filt._limit_b - 1e-9)
 
 
 @pytest.mark.parametrize("dynamics", ["single_integrator", "unicycle"])
