@@ -124,6 +124,21 @@ def _coerce(value: Any, hint: Any, source: str, name: str) -> Any:
     return value
 
 
+def check_groups(params: dict[str, Any], groups: set[str] | list[str], source: str) -> None:
+    """Every dotted parameter must belong to one of a node's ``groups`` (its slots and sub-configs).
+
+    :func:`config_from_params` with the empty prefix leaves dotted keys to the sub-configs;
+    this catches the ones no sub-config claims (``cbf.alpha`` in a file written for another
+    layout), which would otherwise be silently ignored.
+    """
+    for key in params:
+        if "." not in key or key.startswith("qos_overrides."):
+            continue
+        group = key.split(".", 1)[0]
+        if group not in groups:
+            raise ParameterError(source, key, f"unknown parameter group {group!r} ({known_names(group, list(groups))})")
+
+
 def config_from_params(cls: type[T], params: dict[str, Any], source: str, prefix: str = "") -> T:
     """Build dataclass ``cls`` from flat parameters under ``prefix``; unknown keys raise.
 

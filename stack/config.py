@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from navkit.common.params import config_from_params, load_node_params
+from navkit.common.params import check_groups, config_from_params, load_node_params
 from navkit.common.plugins import PluginChoice, PluginRegistry
 from navkit.perception.scan_localizer import ScanLocalizerConfig
 from navkit.stack.plugin_catalog import default_registry
@@ -113,6 +113,7 @@ NODE_NAMES = {"bridge": "robot_bridge", "planner": "planner", "controller": "con
 
 
 def bridge_from_params(params: dict[str, Any], source: str, registry: PluginRegistry) -> BridgeConfig:
+    check_groups(params, set(), source)
     cfg = config_from_params(BridgeConfig, params, source)
     registry.plugin("robot_backend", cfg.backend, source, "backend")  # an unknown robot is an error now
     return cfg
@@ -120,6 +121,7 @@ def bridge_from_params(params: dict[str, Any], source: str, registry: PluginRegi
 
 def planner_from_params(params: dict[str, Any], source: str, registry: PluginRegistry
                         ) -> tuple[PlannerNodeConfig, PluginChoice, PluginChoice, ScanLocalizerConfig]:
+    check_groups(params, {"map_source", "global_planner", "localizer"}, source)
     return (config_from_params(PlannerNodeConfig, params, source),
             registry.choose("map_source", params, source),
             registry.choose("global_planner", params, source),
@@ -128,12 +130,14 @@ def planner_from_params(params: dict[str, Any], source: str, registry: PluginReg
 
 def controller_from_params(params: dict[str, Any], source: str,
                            registry: PluginRegistry) -> tuple[ControllerNodeConfig, PluginChoice]:
+    check_groups(params, {"local_controller"}, source)
     return (config_from_params(ControllerNodeConfig, params, source),
             registry.choose("local_controller", params, source))
 
 
 def safety_filter_from_params(params: dict[str, Any], source: str,
                               registry: PluginRegistry) -> tuple[SafetyFilterNodeConfig, PluginChoice]:
+    check_groups(params, {"safety_filter"}, source)
     return (config_from_params(SafetyFilterNodeConfig, params, source),
             registry.choose("safety_filter", params, source))
 

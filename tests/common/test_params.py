@@ -259,3 +259,12 @@ def test_stack_config_invalid_value_is_parameter_error(tmp_path: Path) -> None:
     with pytest.raises(ParameterError) as err:
         load_stack_config(path)
     assert "cmd_timeout_s" in str(err.value)
+
+
+def test_a_group_no_sub_config_claims_is_an_error(tmp_path: Path) -> None:
+    """A file written for the old layout (``cbf:`` instead of ``safety_filter:``) must not be ignored."""
+    text = DEFAULT_PARAMS_FILE.read_text().replace("    safety_filter:\n      plugin: cbf_lidar\n", "    cbf:\n")
+    path = _write(tmp_path, text)
+    with pytest.raises(ParameterError) as err:
+        load_stack_config(path)
+    assert err.value.field == "cbf.alpha" and "unknown parameter group 'cbf'" in err.value.problem
