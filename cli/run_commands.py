@@ -22,8 +22,8 @@ def add_run_options(p: argparse.ArgumentParser, *, default_out: str) -> None:
 
     p.add_argument("--params", type=Path, default=None,
                    help="ROS 2 parameter file (ros__parameters YAML) choosing and configuring the planner, "
-                        f"controller and safety filter plugins; the ROS 2 launch uses the same file (default: "
-                        f"{DEFAULT_PARAMS_FILE.relative_to(REPO_ROOT)})")
+                        f"controller and safety filter plugins; the ROS 2 launch uses the same file (default: the "
+                        f"scenario's 'params' if it names one, else {DEFAULT_PARAMS_FILE.relative_to(REPO_ROOT)})")
     p.add_argument("--out", type=Path, default=Path(default_out),
                    help="output folder for metrics.json, trajectory.png and the video (default: %(default)s)")
     p.add_argument("--seed", type=int_in(0, 2**63 - 1), default=None,
@@ -90,7 +90,7 @@ def run_scenario(scenario_path: Path, args: argparse.Namespace) -> int:
     if args.seed is not None:
         scenario = scenario.with_overrides(seed=args.seed)
     registry = default_registry()
-    stack = load_stack_config(args.params or DEFAULT_PARAMS_FILE, registry=registry)
+    stack = load_stack_config(args.params or scenario.params or DEFAULT_PARAMS_FILE, registry=registry)
     robot = _make_robot(scenario, stack, registry)
     try:
         runner = InProcessRunner(scenario, stack, robot)  # validates the stack before anything is written
@@ -127,12 +127,16 @@ def run_swarm(scenario_path: Path, args: argparse.Namespace) -> int:
     if args.params is not None:
         raise NavkitError(f"{args.params}: --params: swarm scenarios are configured by their own file "
                           "(--alpha / --policy choose the CBF gains)")
-    if args.alpha is not None and args.policy is not None:
-        raise NavkitError(f"{scenario_path}: --alpha and --policy: give one α source, not both")
+    chosen = [name for name, given in (("--alpha", args.alpha is not None), ("--policy", args.policy is not None),
+                                       ("--priority-rule", bool(getattr(args, "priority_rule", False)))) if given]
+    if len(chosen) > 1:
+        raise NavkitError(f"{scenario_path}: {' and '.join(chosen)}: give one α source, not several")
     scenario = load_swarm_scenario(scenario_path).expand(seed=args.seed, num_agents=args.agents)
     registry = default_registry()
     if args.alpha is not None:
         params, label = {"cbf_policy.plugin": "fixed", "cbf_policy.alpha": args.alpha}, f"fixed {args.alpha:g}"
+    elif getattr(args, "priority_rule", False):
+        params, label = {"cbf_policy.plugin": "priority_rule"}, "priority rule"
     else:
         path = "" if args.policy is None else str(args.policy)
         params, label = {"cbf_policy.plugin": "online_cbf_gnn", "cbf_policy.path": path}, path or "shipped policy"

@@ -31,6 +31,12 @@ class SwarmState:
     obstacle_velocities: np.ndarray
     """(B, M, 2) obstacle velocities (0 for static ones)."""
     time: float = 0.0
+    priorities: np.ndarray | None = None
+    """(B, N) per-robot tie-break tokens in [0, 1) shared with neighbours (None: all zero)."""
+    control_dt_s: float = 0.05
+    """The control period the team runs at (commands are held this long)."""
+    dynamics: str = "single_integrator"
+    """"single_integrator" or "unicycle" (then ``headings`` matter)."""
 
     @property
     def num_scenes(self) -> int:
@@ -44,7 +50,8 @@ class SwarmState:
         """Scene ``b`` alone, with B = 1."""
         s = slice(b, b + 1)
         return SwarmState(self.positions[s], self.headings[s], self.velocities[s], self.goals[s], self.active[s],
-                          self.obstacle_positions[s], self.obstacle_radii[s], self.obstacle_velocities[s], self.time)
+                          self.obstacle_positions[s], self.obstacle_radii[s], self.obstacle_velocities[s], self.time,
+                          None if self.priorities is None else self.priorities[s], self.control_dt_s, self.dynamics)
 
 
 @dataclass(frozen=True)

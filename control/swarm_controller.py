@@ -17,7 +17,6 @@ import numpy as np
 from navkit.common.geometry import wrap_angle
 from navkit.common.swarm_state import SwarmState
 from navkit.control.multi_agent_cbf import MultiAgentCbfConfig, MultiAgentCbfFilter
-from navkit.control.obstacle_tracker import ObstacleVelocityEstimator
 
 SCENE_SPACING_M = 1.0e4
 """Distance between batched scenes: far beyond any sensing radius."""
@@ -31,24 +30,64 @@ class NominalConfig:
     """Proportional gain (1/s) on the goal offset; saturated at the scenario's max speed."""
     heading_gain: float = 3.0
     """Unicycles: turn rate per radian of heading error."""
+    keep_right: float = 1.5
+    """Traffic rule: with another robot ahead (within ``keep_right_range_m``, within 60° of the goal
+    direction), veer right by up to this many times the max speed, more the closer it is. It breaks
+    the symmetric deadlocks a pure go-to-goal command meets (two robots head-on, a circle swap):
+    every robot of a decentralised team keeps right, as in road traffic. 0 switches it off."""
+    keep_right_range_m: float = 1.5
+    """How far ahead another robot makes a robot keep right."""
 
     def __post_init__(self) -> None:
         if self.gain <= 0:
             raise ValueError("gain must be > 0")
         if self.heading_gain <= 0:
             raise ValueError("heading_gain must be > 0")
+        if not 0.0 <= self.keep_right <= 10.0:
+            raise ValueError(f"keep_right must be in [0, 10], got {self.keep_right}")
+        if self.keep_right_range_m <= 0:
+            raise ValueError("keep_right_range_m must be > 0")
+
+
+def keep_right_weight(state: SwarmState, range_m: float) -> np.ndarray:
+    """(B, N) in [0, 1]: how close the nearest *robot* ahead is (1 = touching, 0 = none within
+    ``range_m`` or more than 60° off the goal direction). Uses only what each robot senses.
+
+    Only robots count: they run the same rule, so both sides of a head-on pair veer to their
+    own right and pass. Obstacles do not: the CBF-QP already slides a robot along them towards
+    its goal, and a fixed "right" around a wall sends half the robots away from the door (measured:
+    random rooms 0.1 → 0.8-0.9 success and the narrow passage 0 → 1.0 with fixed α once obstacles
+    stopped counting; the crossing and the swaps were unchanged).
+    """
+    offset = state.goals - state.positions
+    dist_goal = np.linalg.norm(offset, axis=-1)
+    ex = offset / np.maximum(dist_goal, 1e-9)[..., None]
+    n = state.positions.shape[1]
+    rel = state.positions[:, None, :, :] - state.positions[:, :, None, :]     # [b, i, j] = p_j - p_i
+    d = np.linalg.norm(rel, axis=-1)
+    d[:, np.arange(n), np.arange(n)] = np.inf
+    ahead = np.einsum("bijd,bid->bij", rel, ex) > 0.5 * d
+    weight = np.where(ahead & (d < range_m), 1.0 - d / range_m, 0.0).max(axis=2, initial=0.0)
+    return weight * np.minimum(dist_goal, 1.0)  # fades out on arrival: no circling around one's goal
 
 
 def nominal_commands(state: SwarmState, dynamics: str, max_speed: float, config: NominalConfig) -> np.ndarray:
     """(B, N, 2) nominal commands: world velocity, or (v, ω) for unicycles."""
     offset = state.goals - state.positions
     dist = np.linalg.norm(offset, axis=-1, keepdims=True)
+    right = (config.keep_right * keep_right_weight(state, config.keep_right_range_m) if config.keep_right > 0
+             else np.zeros(dist.shape[:-1]))
     if dynamics == "unicycle":
-        bearing = np.arctan2(offset[..., 1], offset[..., 0])
+        # Keep right by aiming right of the goal: the same rule as a rotation of the desired heading.
+        bearing = np.arctan2(offset[..., 1], offset[..., 0]) - np.arctan(right)
         err = wrap_angle(bearing - state.headings)
         v = np.minimum(config.gain * dist[..., 0], max_speed) * np.maximum(np.cos(err), 0.0)
         return np.stack([v, config.heading_gain * err], axis=-1)
     u = config.gain * offset
+    speed = np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
+    u = np.where(speed > max_speed, u * (max_speed / speed), u)
+    to_right = np.stack([offset[..., 1], -offset[..., 0]], axis=-1) / np.maximum(dist, 1e-9)
+    u = u + max_speed * right[..., None] * to_right
     speed = np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
     return np.where(speed > max_speed, u * (max_speed / speed), u)
 
@@ -82,16 +121,16 @@ class SwarmController:
 
     def __init__(self, dynamics: str, agent_radius_m: float, max_speed_m_s: float, sensing_radius_m: float,
                  cbf: MultiAgentCbfConfig | None = None, nominal: NominalConfig | None = None,
-                 control_dt_s: float | None = None, sensed_obstacle_velocity: bool = True) -> None:
+                 control_dt_s: float | None = None) -> None:
         """``control_dt_s``: the period commands are held (caps α at γ_max/Δt; default: the CBF config's).
-        ``sensed_obstacle_velocity``: obstacle velocities from differences of sensed positions (what a robot
-        has) instead of the velocities the state carries (simulator truth)."""
+        Obstacle velocities are the state's: the simulators give what a robot senses (differences of
+        positions one period apart, :meth:`~navkit.sim.swarm_scenario.SwarmScenario.obstacles_at`)."""
         base = cbf or MultiAgentCbfConfig()
         limits = {"v_max": max_speed_m_s} if dynamics == "unicycle" else {"u_max": max_speed_m_s}
         timing = {"control_dt_s": control_dt_s} if control_dt_s is not None else {}
         self.cbf_config = replace(base, dynamics=dynamics, agent_radius_m=agent_radius_m,
                                   sensing_radius_m=sensing_radius_m, **limits, **timing)
-        self.obstacle_velocity = ObstacleVelocityEstimator() if sensed_obstacle_velocity else None
+
         self.filter = MultiAgentCbfFilter(self.cbf_config)
         self.nominal = nominal or NominalConfig()
         self.dynamics = dynamics
@@ -111,8 +150,7 @@ class SwarmController:
         shift = np.zeros((b, 1, 2))
         shift[:, 0, 0] = SCENE_SPACING_M * np.arange(b)
         m = state.obstacle_positions.shape[1]
-        obstacle_velocities = (state.obstacle_velocities if self.obstacle_velocity is None
-                               else self.obstacle_velocity(state.obstacle_positions, state.time))
+        obstacle_velocities = state.obstacle_velocities
         result = self.filter.filter(
             positions=(state.positions + shift).reshape(b * n, 2),
             headings=state.headings.reshape(b * n),

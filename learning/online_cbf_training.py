@@ -1,26 +1,26 @@
-"""Train the online-CBF GNN policy (Gao, Yang & Prorok 2023) model-free by evolution strategies (Salimans et al.).
+"""Train the online-CBF policy (Gao, Yang & Prorok 2023) model-free by evolution strategies (Salimans et al. 2017).
 
-Why ES and not PPO. The deadlock an antipodal swap causes is symmetric: every agent
-sees the same picture, so any *shared, deterministic* α mapping that does not use
-something which differs between agents leaves them all equally stuck. What breaks it
-is a consistent difference between agents (measured: α = 10^cos(goal bearing) solves
-100 % of seeds, every fixed α 0 %). Action-space noise (PPO) makes agents differ only
-by chance, and its per-agent gradient mostly says "everyone push harder"; a parameter
-perturbation, in contrast, *is* a new deterministic state→α mapping, scored by what the
-team achieves. PPO with shared weights was tried first and stayed at 0 % on the swap
-after 50 iterations; this OpenAI-style ES (antithetic pairs, centred ranks, Adam)
-finds working mappings within a few iterations. It is model-free policy search on the
-same GNN, rewards and simulator.
+The policy (:class:`~navkit.control.online_cbf_policy.NeighbourhoodNet`) picks every robot's
+CBF gain α from what it senses in its own goal frame. ES perturbs the whole parameter
+vector, scores each perturbed policy by what the *team* achieves (every robot home, no
+collision, fast), and steps along the rank-weighted perturbations: a team-level signal, no
+per-robot credit assignment, and no gradient through the QP. :mod:`navkit.learning.online_cbf_ppo`
+trains the same network by PPO; ``navkit bench online-cbf-training`` compares the two at equal
+environment steps.
+
+Generalisation is designed in: episodes come from scenario *families* with drawn team
+sizes, seeds and control rates (:mod:`navkit.learning.swarm_families`), and the model is
+selected on families it never trains on (``selection_families``).
 
 CleanRL-style: every hyper-parameter is a field of :class:`TrainConfig` with the reason it
 matters, then one loop in :func:`train`:
 
-1. draw this iteration's episodes (scenario file, agent count, fresh seeds), shared by
-   every population member (common random numbers: members differ only by parameters),
-2. score θ ± σε for P/2 noise vectors by team fitness on those episodes,
-3. centred-rank the scores, estimate the gradient, take an Adam step,
-4. TensorBoard, periodic held-out evaluation (:func:`~navkit.learning.swarm_rollout.rollout`),
-   checkpoints (last, every K, best) and resume from the last one.
+1. draw this iteration's episodes (families, sizes, rates, fresh seeds), shared by every
+   population member (common random numbers: members differ only by parameters),
+2. score θ ± σε for P/2 noise vectors by team fitness on those episodes (``workers`` processes),
+3. centred-rank the members by mean fitness over families, estimate the gradient, take an Adam step,
+4. TensorBoard, periodic model selection on held-out families and seeds, checkpoints (last,
+   every K, best) and exact resume from the last one; stop at ``iterations`` or ``max_env_steps``.
 
 Run: ``navkit train online-cbf --config learning/configs/online_cbf.yaml`` (→ :func:`main`).
 """
@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,18 +42,21 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from navkit.common.errors import ParameterError
 from navkit.common.params import config_from_params
-from navkit.common.yaml_file import read_yaml_file
 from navkit.common.swarm_state import SwarmState
-from navkit.control.online_cbf_policy import OnlineCbfGnn, OnlineCbfPolicy, OnlineCbfPolicyConfig
+from navkit.common.yaml_file import read_yaml_file
+from navkit.control.online_cbf_policy import NeighbourhoodNet, OnlineCbfPolicy, OnlineCbfPolicyConfig
 from navkit.control.swarm_controller import SwarmController
+from navkit.learning.swarm_families import (EVAL_SEED_BASE, Family, FamilyError, draw_groups, parse_family)
 from navkit.learning.swarm_rollout import rollout
 from navkit.learning.swarm_task import EpisodeMetrics
-from navkit.sim.scenario import ScenarioError
-from navkit.sim.swarm_scenario import SwarmScenario, SwarmScenarioSpec, load_swarm_scenario
+from navkit.sim.swarm_scenario import SwarmScenario
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EVAL_SEED_BASE = 1_000_000
-"""Evaluation (and benchmark) seeds start here; training seeds are drawn below it, so evaluation is held out."""
+DEFAULT_FAMILIES = [
+    "scenarios/multi/circle_swap.yaml 2-24", "scenarios/multi/circle_swap_unicycle.yaml 2-12",
+    "scenarios/multi/crossing.yaml 4-12", "scenarios/multi/cluttered.yaml 4-10",
+    "scenarios/multi/moving_obstacles.yaml 4-10", "scenarios/multi/narrow_passage.yaml 4-8",
+    "scenarios/multi/posts.yaml 4-10"]
+DEFAULT_SELECTION = ["scenarios/multi/random_rooms.yaml", "scenarios/multi/two_way_corridor.yaml"]
 
 
 @dataclass
@@ -66,56 +71,54 @@ class TrainConfig:
     resume: bool = True
     """Continue from <run_dir>/last.pt when it exists (parameters, optimizer, iteration, RNG states)."""
     torch_threads: int = 1
-    """Intra-op threads: the graphs are small; one thread per process is fastest on 2 cores."""
+    """Intra-op threads per process: the networks are small; one thread per process is fastest."""
+    workers: int = 1
+    """Processes scoring population members in parallel (2 on a 2-core machine)."""
     progress_bar: bool = True
     """Show a tqdm bar (off in tests)."""
     # --- episodes ---
-    scenarios: list[str] = field(default_factory=lambda: [
-        "scenarios/multi/circle_swap.yaml", "scenarios/multi/narrow_passage.yaml",
-        "scenarios/multi/cluttered.yaml", "scenarios/multi/moving_obstacles.yaml"])
-    """Swarm scenario files episodes are drawn from (relative paths: cwd, then the repo root)."""
-    agents_min: int = 4
-    """Fewest agents per episode group: a policy that only saw 8 agents would not transfer to 4 or 12."""
-    agents_max: int = 10
-    """Most agents per episode group."""
-    scenes_per_scenario: int = 2
-    """Episodes per scenario file per iteration (every member plays the same ones)."""
-    episode_time_s: float = 20.0
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
+    """Training families, ``"FILE"`` or ``"FILE MIN-MAX"`` (team sizes drawn per episode)."""
+    selection_families: list[str] = field(default_factory=lambda: list(DEFAULT_SELECTION))
+    """Families never trained on, scored (with the training families) to pick the best checkpoint;
+    empty → the training families only."""
+    rates_hz: list[float] = field(default_factory=lambda: [10.0, 20.0, 50.0])
+    """Control rates drawn per episode (the policy reads Δt; the filter caps α·Δt at 1)."""
+    scenes_per_family: int = 2
+    """Episodes per family per iteration (every member plays the same ones)."""
+    episode_time_s: float = 30.0
     """Cap on a training episode (0 → the scenario's limit): deadlocks stop costing compute early."""
-    decision_every: int = 5
-    """Control ticks per policy evaluation while training (α held in between): 5× cheaper rollouts. The
-    deployed policy runs every tick; α changes smoothly, so the two behave alike."""
+    decision_every: int = 4
+    """Control ticks per policy evaluation while training (α held in between): cheaper rollouts. The
+    deployed policy runs every tick; model selection evaluates it that way."""
     # --- policy ---
     hidden: int = 32
-    """GNN width (~12 k parameters at 32): small enough for ES, large enough for the mapping."""
-    alpha_min: float = 0.05
-    """Lower bound of α (see OnlineCbfPolicyConfig)."""
+    """Width of every hidden layer (~11 k parameters at 32)."""
+    k_neighbours: int = 6
+    """Nearest sensed robots a robot's decision uses."""
+    k_obstacles: int = 6
+    """Nearest sensed obstacles a robot's decision uses."""
+    alpha_min: float = 0.1
+    """Smallest α the policy can output."""
     alpha_max: float = 20.0
-    """Upper bound of α."""
-    sensing_radius_m: float = 2.0
-    """Graph edges only within this range (match the scenarios' sensing radius)."""
-    max_speed_m_s: float = 1.0
-    """Velocity feature scale."""
-    init_candidates: int = 6
-    """Random initialisations scored before ES starts; the best one is the starting point (random search)."""
-    init_output_std: float = 3.0
-    """Std of the actor's output-layer weights at initialisation: large enough that α varies strongly with
-    the state (with the usual 1/√fan-in scale every agent gets α ≈ 1 and the swap stays deadlocked)."""
+    """Largest α (the filter caps α·Δt at 1 anyway)."""
     # --- fitness (per episode, averaged) ---
     success_weight: float = 1.0
-    """Every agent home at once before the time limit: the benchmark's success criterion."""
+    """Every agent home at once before the time limit with no collision: the benchmark's success."""
     arrival_weight: float = 0.5
     """Fraction of agents that reached their goal: partial credit that keeps the search moving."""
-    speed_weight: float = 0.3
+    speed_weight: float = 0.5
     """× (1 − time-to-goal / time limit) for successful episodes: faster is better."""
-    collision_penalty: float = 2.0
+    collision_penalty: float = 3.0
     """Per episode with any collision: never worth it."""
     infeasible_penalty: float = 1.0
-    """× fraction of agent-ticks whose QP was infeasible (the agent braked)."""
+    """× fraction of agent-ticks whose QP was infeasible (the fallback command was used)."""
     # --- ES ---
-    iterations: int = 30
+    iterations: int = 40
     """ES iterations (population evaluation + one update)."""
-    population: int = 12
+    max_env_steps: int = 0
+    """Stop once this many robot control periods have been simulated (0: no budget); for comparing trainers."""
+    population: int = 16
     """Members per iteration (antithetic: population/2 noise vectors, each used as ±)."""
     sigma: float = 0.05
     """Std of the parameter perturbations."""
@@ -124,55 +127,46 @@ class TrainConfig:
     weight_decay: float = 0.005
     """L2 pull toward zero: keeps weights (and tanh units) in a useful range."""
     # --- evaluation & checkpoints ---
-    eval_every: int = 10
-    """Evaluate the current policy every this many iterations (and at the end), every control tick; 0: never."""
+    eval_every: int = 5
+    """Score the current policy for model selection every this many iterations (and at the end); 0: never."""
     eval_seeds: int = 10
-    """Held-out seeds per evaluation scenario."""
-    eval_scenarios: list[str] = field(default_factory=list)
-    """Scenarios to evaluate on at their file's agent count (empty → the training scenarios)."""
+    """Held-out seeds per family in model selection."""
     checkpoint_every: int = 10
     """Keep iter_XXXX.pt every this many iterations (last.pt is rewritten every iteration); 0: never."""
 
     def __post_init__(self) -> None:
         """Bounds on every number, so a typo fails at once (named) instead of after an hour or never."""
         bounds: dict[str, tuple[float, float]] = {
-            "seed": (0, 2**32 - 1), "torch_threads": (1, 64), "agents_min": (1, 1024), "agents_max": (1, 1024),
-            "scenes_per_scenario": (1, 256), "episode_time_s": (0.0, 3600.0), "decision_every": (1, 1000),
-            "hidden": (1, 1024), "alpha_min": (1e-6, 1e6), "alpha_max": (1e-6, 1e6), "sensing_radius_m": (1e-3, 200.0),
-            "max_speed_m_s": (1e-3, 20.0), "init_candidates": (0, 10_000), "init_output_std": (0.0, 100.0),
+            "seed": (0, 2**32 - 1), "torch_threads": (1, 64), "workers": (1, 64), "scenes_per_family": (1, 256),
+            "episode_time_s": (0.0, 3600.0), "decision_every": (1, 1000), "hidden": (1, 256),
+            "k_neighbours": (1, 256), "k_obstacles": (1, 256), "alpha_min": (1e-6, 1e3), "alpha_max": (1e-6, 1e3),
             "success_weight": (-1e6, 1e6), "arrival_weight": (-1e6, 1e6), "speed_weight": (-1e6, 1e6),
             "collision_penalty": (0.0, 1e6), "infeasible_penalty": (0.0, 1e6), "iterations": (0, 1_000_000),
-            "population": (2, 10_000), "sigma": (1e-9, 10.0), "learning_rate": (1e-9, 10.0),
-            "weight_decay": (0.0, 1.0), "eval_every": (0, 1_000_000), "eval_seeds": (1, 10_000),
-            "checkpoint_every": (0, 1_000_000)}
+            "max_env_steps": (0, 10**15), "population": (2, 10_000), "sigma": (1e-9, 10.0),
+            "learning_rate": (1e-9, 10.0), "weight_decay": (0.0, 1.0), "eval_every": (0, 1_000_000),
+            "eval_seeds": (1, 10_000), "checkpoint_every": (0, 1_000_000)}
         for name, (low, high) in bounds.items():
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"{name}: must be in [{low:g}, {high:g}], got {value!r}")
-        if self.agents_max < self.agents_min:
-            raise ValueError(f"agents_max: must be >= agents_min ({self.agents_min}), got {self.agents_max}")
         if self.population % 2:
             raise ValueError(f"population: must be even (antithetic pairs), got {self.population}")
         if not self.alpha_min < self.alpha_max:
             raise ValueError(f"alpha_max: must exceed alpha_min ({self.alpha_min}), got {self.alpha_max}")
-        if not self.scenarios:
-            raise ValueError("scenarios: at least one scenario file is required")
+        if not self.families:
+            raise ValueError("families: at least one scenario family is required")
+        for rate in self.rates_hz:
+            if not 2.0 <= rate <= 1000.0:
+                raise ValueError(f"rates_hz: every rate must be in [2, 1000] Hz, got {rate}")
 
 
 class TrainConfigError(ParameterError):
     """A training config file is malformed; names the file and key."""
 
 
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    return REPO_ROOT / p
-
-
 def policy_config(cfg: TrainConfig) -> OnlineCbfPolicyConfig:
-    return OnlineCbfPolicyConfig(hidden=cfg.hidden, alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max,
-                                 sensing_radius_m=cfg.sensing_radius_m, max_speed_m_s=cfg.max_speed_m_s)
+    return OnlineCbfPolicyConfig(hidden=cfg.hidden, k_neighbours=cfg.k_neighbours, k_obstacles=cfg.k_obstacles,
+                                 alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max)
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -185,22 +179,37 @@ def load_config(path: str | Path) -> TrainConfig:
     nested = sorted(str(k) for k, v in doc.items() if isinstance(v, dict) or "." in str(k))
     if nested:
         raise TrainConfigError(str(path), nested[0], "expected a plain TrainConfig field (the file is flat)")
+    if doc.get("method", "es") != "es":
+        raise TrainConfigError(str(path), "method", f"this file is for method {doc.get('method')!r}; "
+                                                    "use navkit train online-cbf, which dispatches on it")
     try:
-        cfg = config_from_params(TrainConfig, {str(k): v for k, v in doc.items()}, str(path))
+        cfg = config_from_params(TrainConfig, {str(k): v for k, v in doc.items() if str(k) != "method"}, str(path))
     except ParameterError as exc:
         raise TrainConfigError(exc.source, exc.field, exc.problem) from None
     if cfg.iterations < 1:
         raise TrainConfigError(str(path), "iterations", "must be >= 1 (0 iterations would only write the random "
                                                        "initial policy)")
-    for key in ("scenarios", "eval_scenarios"):
-        for i, name in enumerate(getattr(cfg, key)):
-            if not _resolve(name).is_file():
-                raise TrainConfigError(str(path), f"{key}[{i}]", f"scenario file {name} not found")
+    load_families(cfg, str(path))
     check_output_locations(cfg, str(path))
     return cfg
 
 
-def check_output_locations(cfg: TrainConfig, source: str) -> None:
+def load_families(cfg: Any, source: str) -> tuple[list[Family], list[Family]]:
+    """(training, selection) families of a config with ``families`` and ``selection_families`` (both
+    trainers' configs); a bad entry raises :class:`TrainConfigError` naming it."""
+    out: list[list[Family]] = []
+    for key in ("families", "selection_families"):
+        fams = []
+        for i, entry in enumerate(getattr(cfg, key)):
+            try:
+                fams.append(parse_family(entry))
+            except FamilyError as exc:
+                raise TrainConfigError(source, f"{key}[{i}]", str(exc)) from None
+        out.append(fams)
+    return out[0], out[1]
+
+
+def check_output_locations(cfg: Any, source: str) -> None:
     """Fail before training, not after it, when ``run_dir`` or ``output`` cannot be written."""
     import tempfile
 
@@ -241,6 +250,11 @@ class _HeldPolicy:
         return self.alpha
 
 
+def env_steps(rows: Sequence[EpisodeMetrics], scenes: Sequence[SwarmScenario]) -> int:
+    """Robot control periods simulated for these episodes (what 'equal environment steps' counts)."""
+    return int(sum(round(r.episode_time_s / sc.control_dt_s) * r.num_agents for r, sc in zip(rows, scenes)))
+
+
 def episode_fitness(rows: Sequence[EpisodeMetrics], scenes: Sequence[SwarmScenario], cfg: TrainConfig) -> float:
     """Mean team fitness of a set of episodes (see the fitness fields of :class:`TrainConfig`)."""
     scores = []
@@ -255,71 +269,74 @@ def episode_fitness(rows: Sequence[EpisodeMetrics], scenes: Sequence[SwarmScenar
     return float(np.mean(scores))
 
 
-def sample_episodes(specs: Sequence[SwarmScenarioSpec], cfg: TrainConfig, rng: np.random.Generator) -> list[list]:
-    """One group of scenes per scenario file, each with its own agent count and fresh training seeds."""
-    groups = []
-    for spec in specs:
-        n = int(rng.integers(cfg.agents_min, cfg.agents_max + 1))
-        seeds = rng.integers(0, EVAL_SEED_BASE, size=cfg.scenes_per_scenario)
-        scenes = []
-        for s in seeds:
-            try:
-                sc = spec.expand(seed=int(s), num_agents=n)
-            except ScenarioError:  # a layout that cannot hold n agents: use the file's own count
-                sc = spec.expand(seed=int(s))
-            if cfg.episode_time_s > 0:
-                sc = replace(sc, time_limit_s=min(sc.time_limit_s, cfg.episode_time_s))
-            scenes.append(sc)
-        by_count: dict[int, list] = {}
-        for sc in scenes:
-            by_count.setdefault(sc.num_agents, []).append(sc)
-        groups += list(by_count.values())
-    return groups
-
-
-def fitness(model: OnlineCbfGnn, pcfg: OnlineCbfPolicyConfig, groups: list[list], cfg: TrainConfig) -> float:
-    policy = OnlineCbfPolicy(pcfg, model)
-    rows, played = [], []
+def play(policy: OnlineCbfPolicy, groups: Sequence[Sequence[SwarmScenario]], decision_every: int = 1
+         ) -> tuple[list[EpisodeMetrics], list[SwarmScenario]]:
+    """Every group rolled out with ``policy`` (evaluated every ``decision_every`` ticks); metrics rows and
+    the scenes they belong to, in order."""
+    rows: list[EpisodeMetrics] = []
+    played: list[SwarmScenario] = []
     for scenes in groups:
-        rows += rollout(scenes, SwarmController.for_scenario(scenes[0]), _HeldPolicy(policy, cfg.decision_every))
+        source = policy if decision_every == 1 else _HeldPolicy(policy, decision_every)
+        rows += rollout(list(scenes), SwarmController.for_scenario(scenes[0]), source)
         played += scenes
-    return episode_fitness(rows, played, cfg)
+    return rows, played
 
 
-def evaluate(policy: OnlineCbfPolicy, scenario_files: Sequence[str], num_seeds: int,
-             seed_base: int = EVAL_SEED_BASE) -> dict[str, dict[str, float]]:
-    """The policy every tick on held-out seeds, per scenario: success rate, collisions, agents at goal."""
-    out = {}
-    for path in scenario_files:
-        spec = load_swarm_scenario(_resolve(path))
-        scenes = [spec.expand(seed=seed_base + i) for i in range(num_seeds)]
-        rows = rollout(scenes, SwarmController.for_scenario(scenes[0]), policy)
-        out[spec.name] = {"success": float(np.mean([r.success for r in rows])),
-                          "collisions": float(sum(r.collisions for r in rows)),
-                          "agents_at_goal": float(np.mean([r.agents_at_goal / r.num_agents for r in rows]))}
+def fitness_by_family(model: NeighbourhoodNet, pcfg: OnlineCbfPolicyConfig,
+                      groups: Sequence[Sequence[SwarmScenario]], cfg: TrainConfig
+                      ) -> tuple[float, dict[str, float], int]:
+    """(team fitness over every episode, {family: team fitness}, environment steps) of one parameter vector."""
+    rows, played = play(OnlineCbfPolicy(pcfg, model), groups, cfg.decision_every)
+    by_family: dict[str, list[int]] = {}
+    for i, sc in enumerate(played):
+        by_family.setdefault(sc.name, []).append(i)
+    scores = {name: episode_fitness([rows[i] for i in idx], [played[i] for i in idx], cfg)
+              for name, idx in by_family.items()}
+    return episode_fitness(rows, played, cfg), scores, env_steps(rows, played)
+
+
+def fitness(model: NeighbourhoodNet, pcfg: OnlineCbfPolicyConfig, groups: Sequence[Sequence[SwarmScenario]],
+            cfg: TrainConfig) -> tuple[float, int]:
+    """(team fitness over every episode, environment steps) of one parameter vector on these episodes."""
+    overall, _, steps = fitness_by_family(model, pcfg, groups, cfg)
+    return overall, steps
+
+
+def selection_score(policy: OnlineCbfPolicy, families: Sequence[Family], num_seeds: int,
+                    seed: int = 0) -> dict[str, dict[str, float]]:
+    """The policy every tick on held-out seeds of each family (sizes and rates drawn as in training, from ``seed``)."""
+    out: dict[str, dict[str, float]] = {}
+    for k, fam in enumerate(families):
+        rng = np.random.default_rng([seed, k])
+        groups = draw_groups([fam], num_seeds, [10.0, 20.0, 50.0], rng, seed_base=EVAL_SEED_BASE)
+        rows, _ = play(policy, groups)
+        out[fam.name] = {"success": float(np.mean([r.success for r in rows])),
+                         "collisions": float(sum(r.collisions for r in rows)),
+                         "agents_at_goal": float(np.mean([r.agents_at_goal / r.num_agents for r in rows]))}
     return out
 
 
-def _new_model(cfg: TrainConfig, gen: torch.Generator) -> OnlineCbfGnn:
-    model = OnlineCbfGnn(cfg.hidden)
+def new_model(pcfg: OnlineCbfPolicyConfig, gen: torch.Generator) -> NeighbourhoodNet:
+    """A freshly initialised network drawn from ``gen`` (reproducible); its action layer starts at zero, so
+    every robot starts at the geometric-mean α and ES moves away from there."""
+    model = NeighbourhoodNet(pcfg)
     with torch.no_grad():
-        for p in model.parameters():  # re-draw from the run's generator: reproducible inits
+        for p in model.parameters():
             if p.dim() > 1:
                 bound = 1.0 / math.sqrt(p.shape[1])
                 p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=gen))
             else:
                 p.zero_()
-        last = model.actor[-1].weight
-        last.copy_(torch.randn(last.shape, generator=gen) * cfg.init_output_std)
+        model.action.weight.zero_()
     return model
 
 
 def _save_checkpoint(path: Path, theta: torch.Tensor, optimizer: torch.optim.Optimizer, iteration: int,
-                     rng: np.random.Generator, gen: torch.Generator, best: float, cfg: TrainConfig) -> None:
+                     rng: np.random.Generator, gen: torch.Generator, best: float, steps: int, cfg: TrainConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"iteration": iteration, "theta": theta.detach().clone(), "optimizer": optimizer.state_dict(),
                 "numpy_rng": rng.bit_generator.state, "torch_rng": gen.get_state(), "best": best,
-                "config": asdict(cfg)}, tmp)
+                "env_steps": steps, "config": asdict(cfg)}, tmp)
     tmp.replace(path)
 
 
@@ -329,12 +346,28 @@ def _centred_ranks(x: np.ndarray) -> np.ndarray:
     return ranks / (len(x) - 1) - 0.5
 
 
+# Worker processes score members; each keeps its own network and reads only the parameter vector.
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(pcfg: OnlineCbfPolicyConfig, cfg: TrainConfig) -> None:
+    torch.set_num_threads(1)
+    _WORKER["model"], _WORKER["pcfg"], _WORKER["cfg"] = NeighbourhoodNet(pcfg), pcfg, cfg
+
+
+def _worker_score(args: tuple[np.ndarray, list]) -> tuple[float, dict[str, float], int]:
+    theta, groups = args
+    model: NeighbourhoodNet = _WORKER["model"]  # type: ignore[assignment]
+    vector_to_parameters(torch.as_tensor(theta), model.parameters())
+    return fitness_by_family(model, _WORKER["pcfg"], groups, _WORKER["cfg"])  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------------------
 
 def train(config: TrainConfig) -> Path:
-    """Train (or resume) and write the final policy; returns its path."""
+    """Train (or resume) and write the final policy (the best by model selection, when any ran); returns its path."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
@@ -342,79 +375,112 @@ def train(config: TrainConfig) -> Path:
     torch.set_num_threads(cfg.torch_threads)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    specs = [load_swarm_scenario(_resolve(p)) for p in cfg.scenarios]
-    eval_files = cfg.eval_scenarios or cfg.scenarios
+    families, selection = load_families(cfg, "<config>")
     pcfg = policy_config(cfg)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = _new_model(cfg, gen)
-    start, best = 0, -math.inf
+    model = new_model(pcfg, gen)
+    start, best, steps = 0, -math.inf, 0
     last_path = run_dir / "last.pt"
-    resumed = cfg.resume and last_path.is_file()
-    if not resumed and cfg.init_candidates > 1:
-        # Random search for a starting point: many random GNNs already map state to α unevenly enough
-        # to break some deadlocks; start ES from the best of a few.
-        groups = sample_episodes(specs, cfg, rng)
-        candidates = [_new_model(cfg, gen) for _ in range(cfg.init_candidates)]
-        scores = [fitness(m, pcfg, groups, cfg) for m in candidates]
-        model = candidates[int(np.argmax(scores))]
     theta = parameters_to_vector(model.parameters()).detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=cfg.learning_rate)
-    if resumed:
+    if cfg.resume and last_path.is_file():
         ck = torch.load(last_path, map_location="cpu", weights_only=True)
         with torch.no_grad():
             theta.copy_(ck["theta"])
         optimizer.load_state_dict(ck["optimizer"])
         rng.bit_generator.state = ck["numpy_rng"]
         gen.set_state(ck["torch_rng"])
-        start, best = int(ck["iteration"]), float(ck["best"])
+        start, best, steps = int(ck["iteration"]), float(ck["best"]), int(ck["env_steps"])
+    else:
+        (run_dir / "best_policy.pt").unlink(missing_ok=True)  # a fresh run must not ship an older run's best
+    vector_to_parameters(theta.detach(), model.parameters())
     writer = SummaryWriter(str(run_dir))
+    pool = (multiprocessing.get_context("fork").Pool(cfg.workers, _worker_init, (pcfg, cfg)) if cfg.workers > 1
+            else None)
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not cfg.progress_bar,
                desc="online-cbf ES")
     half = cfg.population // 2
     t0 = time.time()
-    for it in bar:
-        t_it = time.time()
-        groups = sample_episodes(specs, cfg, rng)
-        eps = torch.randn((half, theta.numel()), generator=gen)
-        scores = np.empty((half, 2))
-        for k in range(half):
-            for j, sign in enumerate((1.0, -1.0)):
-                vector_to_parameters((theta + sign * cfg.sigma * eps[k]).detach(), model.parameters())
-                scores[k, j] = fitness(model, pcfg, groups, cfg)
-        ranks = _centred_ranks(scores.ravel()).reshape(half, 2)
-        weights = torch.as_tensor(ranks[:, 0] - ranks[:, 1], dtype=torch.float32)
-        grad = (weights[:, None] * eps).sum(0) / (cfg.population * cfg.sigma)
-        optimizer.zero_grad()
-        theta.grad = -(grad - cfg.weight_decay * theta.detach())  # Adam minimises: ascend the fitness
-        optimizer.step()
-        vector_to_parameters(theta.detach(), model.parameters())
+    step = start
+    try:
+        for it in bar:
+            if cfg.max_env_steps and steps >= cfg.max_env_steps:
+                break
+            t_it = time.time()
+            groups = draw_groups(families, cfg.scenes_per_family, cfg.rates_hz, rng,
+                                 episode_time_s=cfg.episode_time_s)
+            eps = torch.randn((half, theta.numel()), generator=gen)
+            members = [(theta + sign * cfg.sigma * eps[k]).detach().numpy()
+                       for k in range(half) for sign in (1.0, -1.0)]
+            if pool is not None:
+                results = pool.map(_worker_score, [(m, groups) for m in members])
+            else:
+                results = []
+                for m in members:
+                    vector_to_parameters(torch.as_tensor(m), model.parameters())
+                    results.append(fitness_by_family(model, pcfg, groups, cfg))
+            names = sorted(results[0][1])
+            per_family = np.array([[r[1][name] for name in names] for r in results])  # (P, F), for the logs
+            scores = np.array([r[0] for r in results]).reshape(half, 2)
+            steps += sum(r[2] for r in results)
+            # Rank the members by their fitness over all episodes. (Ranking within each family and averaging
+            # was tried: it weighs a family's noise, e.g. tiny time-to-goal differences where every member
+            # succeeds, as much as real differences elsewhere, and the selection score fell from 1.20 to 0.87.)
+            ranks = _centred_ranks(scores.ravel()).reshape(half, 2)
+            weights = torch.as_tensor(ranks[:, 0] - ranks[:, 1], dtype=torch.float32)
+            grad = (weights[:, None] * eps).sum(0) / (cfg.population * cfg.sigma)
+            optimizer.zero_grad()
+            theta.grad = -(grad - cfg.weight_decay * theta.detach())  # Adam minimises: ascend the fitness
+            optimizer.step()
+            vector_to_parameters(theta.detach(), model.parameters())
 
-        step = it + 1
-        writer.add_scalar("train/fitness_mean", float(scores.mean()), step)
-        writer.add_scalar("train/fitness_max", float(scores.max()), step)
-        writer.add_scalar("time/iteration_s", time.time() - t_it, step)
-        writer.add_scalar("time/elapsed_s", time.time() - t0, step)
-        bar.set_postfix(fit=f"{scores.mean():.2f}", best_member=f"{scores.max():.2f}", s=f"{time.time() - t_it:.0f}")
-        if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.iterations):
-            result = evaluate(OnlineCbfPolicy(pcfg, model), eval_files, cfg.eval_seeds)
-            for name, r in result.items():
-                for key, val in r.items():
-                    writer.add_scalar(f"eval/{name}/{key}", val, step)
-            score = float(np.mean([r["success"] + 0.5 * r["agents_at_goal"] - 0.1 * r["collisions"]
-                                   for r in result.values()]))
-            writer.add_scalar("eval/score", score, step)
-            bar.write(f"iter {step}: " + ", ".join(f"{k_} {v['success']:.2f} ({v['collisions']:.0f} coll)"
-                                                    for k_, v in result.items()))
-            if score > best:
-                best = score
-                OnlineCbfPolicy(pcfg, model).save(run_dir / "best_policy.pt")
-        _save_checkpoint(last_path, theta, optimizer, step, rng, gen, best, cfg)
-        if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
-            _save_checkpoint(run_dir / f"iter_{step:04d}.pt", theta, optimizer, step, rng, gen, best, cfg)
-    writer.close()
+            step = it + 1
+            writer.add_scalar("train/fitness_mean", float(scores.mean()), step)
+            for f, name in enumerate(names):
+                writer.add_scalar(f"train/fitness/{name}", float(per_family[:, f].mean()), step)
+            writer.add_scalar("train/fitness_max", float(scores.max()), step)
+            writer.add_scalar("train/env_steps", steps, step)
+            writer.add_scalar("time/iteration_s", time.time() - t_it, step)
+            writer.add_scalar("time/elapsed_s", time.time() - t0, step)
+            bar.set_postfix(fit=f"{scores.mean():.2f}", best_member=f"{scores.max():.2f}",
+                            steps=f"{steps / 1e6:.1f}M", s=f"{time.time() - t_it:.0f}")
+            last_iteration = step == cfg.iterations or bool(cfg.max_env_steps and steps >= cfg.max_env_steps)
+            if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last_iteration):
+                best = select(OnlineCbfPolicy(pcfg, model), families + selection, cfg.eval_seeds, writer, step,
+                              steps, best, run_dir, bar.write)
+            _save_checkpoint(last_path, theta, optimizer, step, rng, gen, best, steps, cfg)
+            if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
+                _save_checkpoint(run_dir / f"iter_{step:04d}.pt", theta, optimizer, step, rng, gen, best, steps, cfg)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        writer.close()
     out = Path(cfg.output) if cfg.output else run_dir / "policy.pt"
-    return OnlineCbfPolicy(pcfg, model).save(out)
+    best_path = run_dir / "best_policy.pt"
+    final = OnlineCbfPolicy.load(best_path) if best_path.is_file() else OnlineCbfPolicy(pcfg, model)
+    return final.save(out)
+
+
+def select(policy: OnlineCbfPolicy, families: Sequence[Family], eval_seeds: int, writer: object, step: int,
+           steps: int, best: float, run_dir: Path, log: object) -> float:
+    """Model selection: score on held-out seeds of training and held-out families; save the policy as
+    ``best_policy.pt`` when it beats ``best``; returns the new best score. Both trainers use it."""
+    result = selection_score(policy, families, eval_seeds)
+    for name, r in result.items():
+        for key, val in r.items():
+            writer.add_scalar(f"eval/{name}/{key}", val, step)  # type: ignore[attr-defined]
+    score = float(np.mean([r["success"] + 0.5 * r["agents_at_goal"] - (r["collisions"] > 0) for r in result.values()]))
+    writer.add_scalar("eval/score", score, step)  # type: ignore[attr-defined]
+    writer.add_scalar("eval/score_by_env_steps", score, steps)  # type: ignore[attr-defined]
+    log(f"iter {step} ({steps / 1e6:.1f}M steps): score {score:.3f}; "  # type: ignore[operator]
+        + ", ".join(f"{k} {v['success']:.2f}" + (f" ({v['collisions']:.0f} coll)" if v["collisions"] else "")
+                    for k, v in result.items()))
+    if score > best:
+        policy.save(run_dir / "best_policy.pt")
+        return score
+    return best
 
 
 def main(argv: Sequence[str] | None = None) -> int:

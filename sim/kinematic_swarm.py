@@ -39,6 +39,8 @@ class KinematicSwarm:
         self.max_speed = np.array([sc.max_speed_m_s for sc in scenarios])
         self.tolerance = np.array([sc.goal_tolerance_m for sc in scenarios])
         self.goals = np.stack([sc.goals for sc in scenarios])
+        self.priorities = np.stack([sc.priorities if sc.priorities is not None else np.zeros(sc.num_agents)
+                                    for sc in scenarios])
         self.num_obstacles = max(sc.num_obstacles for sc in scenarios)
         self.reset()
 
@@ -75,7 +77,8 @@ class KinematicSwarm:
         pos, rad, vel = self._obstacles()
         return SwarmState(positions=self.positions.copy(), headings=self.headings.copy(),
                           velocities=self.velocities.copy(), goals=self.goals, active=~self.reached,
-                          obstacle_positions=pos, obstacle_radii=rad, obstacle_velocities=vel, time=self.time)
+                          obstacle_positions=pos, obstacle_radii=rad, obstacle_velocities=vel, time=self.time,
+                          priorities=self.priorities, control_dt_s=self.dt, dynamics=self.dynamics)
 
     def step(self, u: np.ndarray) -> SwarmStep:
         """Apply commands (B, N, 2) for one control period; non-finite commands mean 'stop'."""

@@ -244,7 +244,8 @@ class MujocoSwarm:
         return SwarmState(positions=self.positions[None], headings=headings[None].copy(),
                           velocities=velocities[None], goals=self.goals, active=~self.reached,
                           obstacle_positions=pos[None], obstacle_radii=rad[None], obstacle_velocities=vel[None],
-                          time=t)
+                          time=t, priorities=None if self.scenario.priorities is None else self.scenario.priorities[None],
+                          control_dt_s=self.scenario.control_dt_s, dynamics=self.dynamics)
 
     def contacts(self) -> tuple[np.ndarray, np.ndarray]:
         """(N,) bools from MuJoCo's contact list: touching another agent, touching an obstacle."""

@@ -17,7 +17,7 @@ Example (``scenarios/multi/circle_swap.yaml``)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,9 @@ class SwarmScenario:
     """(M, 3) x, y, radius."""
     moving_obstacles: tuple[MovingObstacle, ...]
     source: str = "<memory>"
+    priorities: np.ndarray | None = None
+    """(N,) per-robot random tokens in [0, 1), drawn from the seed: what a team shares to break ties
+    (who yields to whom) without world headings. None: all zero."""
 
     @property
     def num_agents(self) -> int:
@@ -93,17 +96,59 @@ class SwarmScenario:
     def num_obstacles(self) -> int:
         return int(self.static_obstacles.shape[0]) + len(self.moving_obstacles)
 
-    def obstacles_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Obstacle positions (M, 2), radii (M,), velocities (M, 2) at time ``t``: static first."""
+    def obstacles_at(self, t: float, sensed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Obstacle positions (M, 2), radii (M,), velocities (M, 2) at time ``t``: static first.
+
+        Velocities are what a robot can know (``sensed``): the difference of the positions it
+        saw one control period apart, so a reversing obstacle reads wrong for a period, as
+        from a real tracker; ``sensed=False`` gives the true instantaneous velocity.
+        """
         pos = [self.static_obstacles[:, :2]]
         rad = [self.static_obstacles[:, 2]]
         vel = [np.zeros((len(self.static_obstacles), 2))]
         for ob in self.moving_obstacles:
             p, v = ob.position_velocity(t)
+            if sensed:
+                earlier, _ = ob.position_velocity(t - self.control_dt_s)
+                v = (p - earlier) / self.control_dt_s if t >= self.control_dt_s - 1e-9 else np.zeros(2)
             pos.append(p[None])
             rad.append(np.array([ob.radius]))
             vel.append(v[None])
         return np.concatenate(pos).reshape(-1, 2), np.concatenate(rad), np.concatenate(vel).reshape(-1, 2)
+
+    def transformed(self, angle_rad: float, offset: tuple[float, float] = (0.0, 0.0)) -> SwarmScenario:
+        """The same scene rotated by ``angle_rad`` about the origin, then shifted by ``offset``.
+
+        Every position, heading, obstacle path and the bounds (their rotated bounding box) move
+        together; tokens, radii and limits stay. A controller whose inputs are all relative gives the
+        same outcome on the transformed scene (the benchmark's rotation rows check that).
+        """
+        c, s = math.cos(angle_rad), math.sin(angle_rad)
+        rot = np.array([[c, -s], [s, c]])
+        shift = np.asarray(offset, dtype=float)
+
+        def move(p: np.ndarray) -> np.ndarray:
+            return np.asarray(p, dtype=float).reshape(-1, 2) @ rot.T + shift
+
+        x0, y0, x1, y1 = self.bounds
+        corners = move(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]))
+        starts = self.starts.copy()
+        starts[:, :2] = move(starts[:, :2])
+        starts[:, 2] = np.arctan2(np.sin(starts[:, 2] + angle_rad), np.cos(starts[:, 2] + angle_rad))
+        statics = self.static_obstacles.copy()
+        statics[:, :2] = move(statics[:, :2])
+        moving = tuple(MovingObstacle(start=tuple(move(ob.start)[0]), end=tuple(move(ob.end)[0]),  # type: ignore[arg-type]
+                                      radius=ob.radius, speed_m_s=ob.speed_m_s) for ob in self.moving_obstacles)
+        return replace(self, bounds=(*corners.min(axis=0), *corners.max(axis=0)), starts=starts,  # type: ignore[arg-type]
+                       goals=move(self.goals), static_obstacles=statics, moving_obstacles=moving)
+
+    def at_rate(self, rate_hz: float) -> SwarmScenario:
+        """The same scene with the team running at ``rate_hz`` (commands held 1/rate_hz s)."""
+        dt = 1.0 / float(rate_hz)
+        if not CONTROL_DT_RANGE_S[0] <= dt <= CONTROL_DT_RANGE_S[1]:
+            raise ValueError(f"rate_hz: must be in [{1 / CONTROL_DT_RANGE_S[1]:g}, {1 / CONTROL_DT_RANGE_S[0]:g}] Hz, "
+                             f"got {rate_hz}")
+        return replace(self, control_dt_s=dt)
 
 
 @dataclass(frozen=True)
@@ -215,8 +260,12 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
         raise r.fail("agents.layout.type", f"unknown layout {brief(kind)} (known: {', '.join(LAYOUTS)})")
     jitter = r.number(layout.get("jitter_m", 0.05), "agents.layout.jitter_m", minimum=0.0, maximum=1.0)
     if kind == "circle":
-        starts, goals = _circle(n, r.number(layout.get("radius_m", 3.0), "agents.layout.radius_m", positive=True,
-                                            maximum=MAX_MAP_EXTENT_M), rng, jitter)
+        circle_r = r.number(layout.get("radius_m", 3.0), "agents.layout.radius_m", positive=True,
+                            maximum=MAX_MAP_EXTENT_M)
+        if "spacing_m" in layout:  # a resized team keeps its spacing: the circle grows with N
+            spacing = r.number(layout["spacing_m"], "agents.layout.spacing_m", positive=True, maximum=MAX_MAP_EXTENT_M)
+            circle_r = max(circle_r, n * spacing / (2.0 * math.pi))
+        starts, goals = _circle(n, circle_r, rng, jitter)
     elif kind in ("swap_lines", "crossing"):
         half = r.number(layout.get("half_length_m", 3.0), "agents.layout.half_length_m", positive=True,
                         maximum=MAX_MAP_EXTENT_M)
@@ -235,6 +284,10 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
         goals = np.array([r.vector(p, f"agents.layout.goals[{i}]", 2) for i, p in enumerate(raw_g)])
         if num_agents is not None and num_agents != len(starts):
             raise r.fail("agents.layout", "an explicit layout cannot be resized (--agents)")
+    if num_agents is not None:  # a resized layout may outgrow the file's bounds: grow them with it
+        pts = np.concatenate([starts, goals])
+        bounds = (min(bounds[0], float(pts[:, 0].min()) - 1.5), min(bounds[1], float(pts[:, 1].min()) - 1.5),
+                  max(bounds[2], float(pts[:, 0].max()) + 1.5), max(bounds[3], float(pts[:, 1].max()) + 1.5))
     yaw = np.arctan2(goals[:, 1] - starts[:, 1], goals[:, 0] - starts[:, 0])
     starts3 = np.concatenate([starts, yaw[:, None]], axis=1)
 
@@ -320,7 +373,8 @@ def expand(spec: SwarmScenarioSpec, seed: int | None = None, num_agents: int | N
         goal_tolerance_m=r.number(doc.get("goal_tolerance_m", 0.15), "goal_tolerance_m", positive=True,
                                   maximum=MAX_GOAL_TOLERANCE_M),
         starts=starts3, goals=goals, static_obstacles=np.array(statics, dtype=float).reshape(-1, 3),
-        moving_obstacles=tuple(moving), source=spec.source)
+        moving_obstacles=tuple(moving), source=spec.source,
+        priorities=rng.random(len(starts)))  # drawn last: earlier draws (the layout) stay as they were
     _check(r, sc)
     return sc
 

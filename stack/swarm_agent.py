@@ -166,6 +166,9 @@ class SwarmAgent:
         chosen = select_neighbours(position, self.neighbours, self.scenario.sensing_radius_m, stamp,
                                    self.config.stale_timeout_s)
         positions, velocities, headings, goals, active = [position], [velocity], [yaw], [self.goal], [not self.reached]
+        tokens = (self.scenario.priorities if self.scenario.priorities is not None
+                  else np.zeros(self.scenario.num_agents))
+        priorities = [tokens[self.config.robot_index]]
         for j in chosen:
             s = self.neighbours[j]
             goal = self.goals.get(j, s.position)
@@ -178,11 +181,14 @@ class SwarmAgent:
             headings.append(s.heading if self.unicycle else 0.0)
             goals.append(goal)
             active.append(not self.reached_by[j])
+            # Tokens are part of the mission every robot was given, as goals are: robot j's is known.
+            priorities.append(tokens[j] if j < len(tokens) else 0.0)
         opos, orad, ovel = self.obstacles
         swarm = SwarmState(positions=np.array(positions)[None], headings=np.array(headings)[None],
                            velocities=np.array(velocities)[None], goals=np.array(goals)[None],
                            active=np.array(active)[None], obstacle_positions=opos[None], obstacle_radii=orad[None],
-                           obstacle_velocities=ovel[None], time=stamp)
+                           obstacle_velocities=ovel[None], time=stamp, priorities=np.array(priorities)[None],
+                           control_dt_s=self.scenario.control_dt_s, dynamics=self.scenario.dynamics)
         alpha = np.minimum(self.policy(swarm), self.config.alpha_cap)
         u = self.controller.act(swarm, alpha).u[0, 0]
         if not np.all(np.isfinite(u)):

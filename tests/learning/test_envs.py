@@ -11,7 +11,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import KVWriter, Logger
 
 import navkit.learning.envs  # noqa: F401 - registers the ids
-from navkit.learning.envs.swarm_env import FEATURES, SwarmAgentVecEnv, agent_features
+from navkit.control.online_cbf_policy import OnlineCbfPolicyConfig, flat_size
+from navkit.learning.envs.swarm_env import SwarmAgentVecEnv, SwarmEnvConfig
+
+FEATURES = flat_size(OnlineCbfPolicyConfig())
 
 
 class _Record(KVWriter):
@@ -58,29 +61,6 @@ def test_swarm_env_passes_the_checker() -> None:
     assert obs.shape == (4, FEATURES)
 
 
-def test_agent_features_do_not_change_when_the_scene_is_rotated_and_moved() -> None:
-    """Goal-frame features: a rotated, translated scene gives every robot the same numbers."""
-    from navkit.common.swarm_state import SwarmState
-
-    rng = np.random.default_rng(1)
-    pos = rng.uniform(-2, 2, (1, 5, 2))
-    vel = rng.normal(0, 0.5, (1, 5, 2))
-    goals = rng.uniform(-3, 3, (1, 5, 2))
-    opos, orad, ovel = rng.uniform(-2, 2, (1, 3, 2)), np.full((1, 3), 0.3), rng.normal(0, 0.3, (1, 3, 2))
-    c, s = math.cos(1.1), math.sin(1.1)
-    rot = np.array([[c, -s], [s, c]])
-    shift = np.array([4.0, -7.0])
-
-    def state(p: np.ndarray, v: np.ndarray, g: np.ndarray, op: np.ndarray, ov: np.ndarray) -> SwarmState:
-        return SwarmState(p, np.zeros((1, 5)), v, g, np.ones((1, 5), bool), op, orad, ov)
-
-    a = agent_features(state(pos, vel, goals, opos, ovel), 2.0, 1.0, 0.2)
-    b = agent_features(state(pos @ rot.T + shift, vel @ rot.T, goals @ rot.T + shift, opos @ rot.T + shift, ovel @ rot.T),
-                       2.0, 1.0, 0.2)
-    assert np.abs(a).sum() > 1.0  # not a trivial all-zero observation
-    np.testing.assert_allclose(a, b, atol=1e-5)
-
-
 def test_ppo_trains_on_the_navigation_env_with_finite_losses() -> None:
     env = gym.make("navkit.learning.envs:NavkitNavigation-v0", scenario="scenarios/short_aisle.yaml",
                    max_episode_steps=100)
@@ -117,6 +97,26 @@ def test_swarm_vec_env_restarts_every_scene_when_the_batch_is_over() -> None:
             assert dones.all() and all("terminal_observation" in i for i in infos)
     assert dones_seen == 1
     assert [sc.seed for sc in venv.scenes.scenes] != seeds  # fresh layouts after the restart
+
+
+def test_swarm_vec_env_steps_groups_of_families_sizes_and_rates_independently() -> None:
+    groups = [SwarmEnvConfig(scenario="scenarios/multi/circle_swap.yaml 3-3", rates_hz=(10.0,), episode_time_s=1.0),
+              SwarmEnvConfig(scenario="scenarios/multi/crossing.yaml 5-5", rates_hz=(50.0,), episode_time_s=1.0)]
+    venv = SwarmAgentVecEnv(num_scenes=2, seed=1, groups=groups)
+    assert venv.num_envs == 2 * 3 + 2 * 5
+    assert [g.scenes[0].control_dt_s for g in venv.groups] == [0.1, 0.02]
+    venv.reset()
+    ended_at = {}
+    for tick in range(1, 52):
+        _, rewards, dones, infos = venv.step(np.zeros((venv.num_envs, 1)))
+        assert np.isfinite(rewards).all()
+        if dones[:6].any():
+            ended_at.setdefault("swap", tick)
+            assert dones[:6].all()
+        if dones[6:].any():
+            ended_at.setdefault("crossing", tick)
+            assert dones[6:].all() and "terminal_observation" in infos[6]
+    assert ended_at == {"swap": 10, "crossing": 50}  # 1 s at 10 Hz and at 50 Hz
 
 
 @pytest.mark.parametrize("bad", [{"lidar_rays": 1}, {"action_repeat": 0}])

@@ -74,9 +74,11 @@ def test_bad_swarm_yaml_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_too_many_agents_for_the_circle_is_one_line_error(tmp_path: Path) -> None:
-    proc = navkit("run", CIRCLE, "--agents", "80", "--alpha", "1", "--out", tmp_path / "o", "--video", "none")
+    fixed_radius = tmp_path / "fixed_circle.yaml"  # no spacing_m: the circle does not grow with the team
+    fixed_radius.write_text((REPO / CIRCLE).read_text().replace(" spacing_m: 1.2,", ""))
+    proc = navkit("run", fixed_radius, "--agents", "80", "--alpha", "1", "--out", tmp_path / "o", "--video", "none")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert CIRCLE in proc.stderr and "agents.layout" in proc.stderr and "Traceback" not in proc.stderr
+    assert str(fixed_radius) in proc.stderr and "agents.layout" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_swarm_options_on_a_single_robot_scenario_are_refused(tmp_path: Path) -> None:
@@ -129,20 +131,20 @@ def test_policy_object_is_used_as_alpha_source() -> None:
 
 
 def test_policy_trained_on_the_kinematic_env_works_in_mujoco() -> None:
-    """The shipped policy was trained on KinematicSwarm; in MuJoCo physics it must still break the swap."""
+    """The shipped policy was trained on KinematicSwarm only; in MuJoCo physics it must still bring a swap
+    and a crossing home without a collision."""
     from navkit.control.online_cbf_policy import OnlineCbfPolicy
     from navkit.control.shipped import SHIPPED_ONLINE_CBF_POLICY
     from navkit.sim.swarm_scenario import load_swarm_scenario
 
-    spec = load_swarm_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "multi" / "circle_swap.yaml")
     policy = OnlineCbfPolicy.load(SHIPPED_ONLINE_CBF_POLICY)
-    results = [SwarmRunner(spec.expand(seed=seed), policy).run(SwarmRunOptions()).metrics for seed in (0, 1)]
-    for m in results:
-        assert m["success"] and m["agents_at_goal"] == m["num_agents"] == 8, m
+    multi = Path(__file__).resolve().parents[2] / "scenarios" / "multi"
+    for name, seed in (("circle_swap", 0), ("circle_swap", 1), ("crossing", 0)):
+        sc = load_swarm_scenario(multi / f"{name}.yaml").expand(seed=seed)
+        m = SwarmRunner(sc, policy).run(SwarmRunOptions()).metrics
+        assert m["success"] and m["agents_at_goal"] == m["num_agents"] == 8, (name, seed, m)
         assert m["collisions"] == 0 and m["min_separation_m"] >= 0.4, m
-    fixed = SwarmRunner(spec.expand(seed=0), FixedAlpha(1.0)).run(
-        SwarmRunOptions(time_limit_s=15.0)).metrics
-    assert not fixed["success"]  # the same physics with one fixed α stays deadlocked
+    assert policy.fallbacks == 0
 
 
 def test_runner_and_rollout_score_the_same_episode_the_same_way() -> None:

@@ -114,3 +114,56 @@ def test_an_unreadable_file_is_an_error_not_a_single_robot_scenario(tmp_path: Pa
         is_swarm_scenario(path)
     with pytest.raises(ScenarioError, match="not found"):
         is_swarm_scenario(tmp_path / "missing.yaml")
+
+
+def test_a_circle_with_spacing_grows_with_the_team_and_resized_bounds_follow() -> None:
+    spec = load_swarm_scenario(MULTI / "circle_swap.yaml")
+    small, big = spec.expand(seed=0, num_agents=8), spec.expand(seed=0, num_agents=64)
+    assert np.linalg.norm(small.starts[0, :2]) < 3.3  # the file's 3 m circle holds 8 robots 1.2 m apart
+    assert np.linalg.norm(big.starts[:, :2], axis=1).min() > 64 * 1.2 / (2 * np.pi) - 0.3
+    pts = np.concatenate([big.starts[:, :2], big.goals])
+    assert big.bounds[0] < pts[:, 0].min() and big.bounds[2] > pts[:, 0].max()
+    assert big.priorities is not None and big.priorities.shape == (64,)
+    assert len(set(np.round(big.priorities, 9))) == 64  # distinct tokens: ties are broken
+
+
+@pytest.mark.parametrize("name", ["moving_obstacles", "narrow_passage", "posts"])
+def test_a_transformed_scene_moves_everything_together(name: str) -> None:
+    sc = load_swarm_scenario(MULTI / f"{name}.yaml").expand(seed=4)
+    angle, shift = 1.1, np.array([7.0, -3.0])
+    t = sc.transformed(angle, (7.0, -3.0))
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    np.testing.assert_allclose(t.starts[:, :2], sc.starts[:, :2] @ rot.T + shift, atol=1e-12)
+    np.testing.assert_allclose(t.goals, sc.goals @ rot.T + shift, atol=1e-12)
+    np.testing.assert_allclose(np.cos(t.starts[:, 2] - sc.starts[:, 2]), np.cos(angle), atol=1e-12)
+    for time_s in (0.0, 3.3, 17.0):
+        p0, r0, v0 = sc.obstacles_at(time_s)
+        p1, r1, v1 = t.obstacles_at(time_s)
+        np.testing.assert_allclose(p1, p0 @ rot.T + shift, atol=1e-9)
+        np.testing.assert_allclose(v1, v0 @ rot.T, atol=1e-9)
+        np.testing.assert_array_equal(r1, r0)
+    pts = np.concatenate([t.starts[:, :2], t.goals])
+    assert (pts >= np.array(t.bounds[:2])).all() and (pts <= np.array(t.bounds[2:])).all()
+    np.testing.assert_array_equal(t.priorities, sc.priorities)
+
+
+def test_at_rate_changes_the_control_period_within_bounds() -> None:
+    sc = load_swarm_scenario(MULTI / "crossing.yaml").expand(seed=0)
+    assert sc.at_rate(10).control_dt_s == pytest.approx(0.1) and sc.at_rate(50).control_dt_s == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="rate_hz"):
+        sc.at_rate(1.0)
+
+
+def test_moving_obstacle_velocity_is_what_a_robot_senses() -> None:
+    """Sensed velocity = displacement over the last control period (a tracker), not the true one."""
+    sc = load_swarm_scenario(MULTI / "moving_obstacles.yaml").expand(seed=0)
+    k = len(sc.static_obstacles)
+    ob = sc.moving_obstacles[0]
+    period = 2 * np.linalg.norm(np.subtract(ob.end, ob.start)) / ob.speed_m_s
+    t_turn = period / 2  # the obstacle reverses here
+    _, _, sensed = sc.obstacles_at(t_turn + 0.5 * sc.control_dt_s)
+    _, _, true = sc.obstacles_at(t_turn + 0.5 * sc.control_dt_s, sensed=False)
+    assert np.dot(sensed[k], true[k]) < np.dot(true[k], true[k])  # the reversal shows up a period late
+    _, _, steady = sc.obstacles_at(1.0)
+    np.testing.assert_allclose(steady[k], sc.obstacles_at(1.0, sensed=False)[2][k], atol=1e-9)
+    assert sc.obstacles_at(0.0)[2][k].tolist() == [0.0, 0.0]  # nothing seen before the first period
