@@ -65,8 +65,37 @@ def _swarm(steps: int, scenes: int, agents: int, seed: int) -> dict[str, Any]:
             "single_scene_agent_steps_per_s": round(single_steps * agents / single_wall, 1)}
 
 
+def _warehouse(steps: int, num_envs: int, seed: int) -> dict[str, Any]:
+    from navkit.learning.envs.warehouse_explore_env import WarehouseExploreMujocoEnv, WarehouseExploreVecEnv
+
+    venv = WarehouseExploreVecEnv(num_envs, seed)
+    rng = np.random.default_rng(seed)
+    venv.reset()
+    for _ in range(20):  # the first layouts are generated (and cached) here, as early in training
+        venv.step(rng.uniform(-1, 1, (num_envs, 2)))
+    start = time.perf_counter()
+    for _ in range(steps):
+        venv.step(rng.uniform(-1, 1, (num_envs, 2)))
+    wall = time.perf_counter() - start
+    mj = WarehouseExploreMujocoEnv(layout_seeds=[seed])
+    try:
+        mj.reset()
+        mj_steps = max(steps // 10, 10)
+        start = time.perf_counter()
+        for _ in range(mj_steps):
+            _, _, terminated, truncated, _ = mj.step(rng.uniform(-1, 1, 2).astype(np.float32))
+            if terminated or truncated:
+                mj.reset()
+        mj_wall = time.perf_counter() - start
+    finally:
+        mj.close()
+    return {"num_envs": num_envs, "env_steps_per_s": round(steps * num_envs / wall, 1),
+            "mujoco_env_steps_per_s": round(mj_steps / mj_wall, 1)}
+
+
 def run(steps: int = 500, scenes: int = 16, agents: int = 8, seed: int = 0) -> dict[str, Any]:
-    return {"navigation": _navigation(steps, seed), "swarm": _swarm(steps, scenes, agents, seed)}
+    return {"navigation": _navigation(steps, seed), "swarm": _swarm(steps, scenes, agents, seed),
+            "warehouse_explore": _warehouse(steps, 32, seed)}
 
 
 def format_table(r: dict[str, Any]) -> str:
@@ -78,6 +107,10 @@ def format_table(r: dict[str, Any]) -> str:
          "agent-steps/s"),
         (f"NavkitSwarm-v0, 1 scene x {sw['agents_per_scene']} robots", sw["single_scene_agent_steps_per_s"],
          "agent-steps/s"),
+        (f"warehouse exploration VecEnv, {r['warehouse_explore']['num_envs']} warehouses, behind the filter",
+         r["warehouse_explore"]["env_steps_per_s"], "env-steps/s"),
+        ("NavkitWarehouseExploreMujoco-v0 (through the filter)", r["warehouse_explore"]["mujoco_env_steps_per_s"],
+         "env-steps/s"),
     ]
     lines = ["environment throughput (random actions, no policy update, no rendering)"]
     lines += [f"  {name:<48}{rate:>10.0f} {unit}" for name, rate, unit in rows]

@@ -46,11 +46,20 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = env_bench.run(steps=args.n)
         print(to_json(result) if args.json else env_bench.format_table(result))
+    elif args.which == "rnd-agv":
+        from navkit.benchmarks import rnd_agv_bench
+
+        result = rnd_agv_bench.run(methods=args.method or rnd_agv_bench.METHODS, seeds=args.seeds or 3,
+                                   steps=args.steps or 1_500_000, jobs=args.jobs, policy=args.policy,
+                                   progress=not args.json)
+        print(to_json(result) if args.json else rnd_agv_bench.format_table(result))
     elif args.which == "online-cbf":
         from navkit.benchmarks import online_cbf_bench
 
-        result = online_cbf_bench.run(args.scenario or online_cbf_bench.DEFAULT_SCENARIOS, seeds=args.seeds or 50,
+        rows = online_cbf_bench.parse_rows(args.scenario, args.agents)
+        result = online_cbf_bench.run(rows, seeds=args.seeds or 50,
                                       policy_path=args.policy or online_cbf_bench.DEFAULT_POLICY,
+                                      rates_hz=args.rates or online_cbf_bench.RATES_HZ, jobs=args.jobs,
                                       progress=not args.json)
         print(to_json(result) if args.json else online_cbf_bench.format_table(result))
     return 0
@@ -95,6 +104,33 @@ def _map(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """``navkit train online-cbf``: the config's ``method`` (es, the default, or ppo) picks the trainer;
+    ``navkit train rnd-agv``: the AGV exploration policy (``--algo``)."""
+    if args.what == "rnd-agv":
+        from navkit.learning.rnd_agv_training import main as rnd_main
+
+        argv = ["--fresh"] if args.fresh else []
+        if args.config is not None:
+            argv += ["--config", str(args.config)]
+        for flag, value in (("--algo", args.algo), ("--seed", args.seed), ("--steps", args.steps)):
+            if value is not None:
+                argv += [flag, str(value)]
+        return rnd_main(argv)
+    if args.algo is not None or args.seed is not None or args.steps is not None:
+        raise NavkitError(f"{args.config or 'online-cbf'}: --algo/--seed/--steps: only for rnd-agv (online-cbf "
+                          "reads them from its config)")
+    args.config = args.config or REPO_ROOT / "learning" / "configs" / "online_cbf.yaml"
+    from navkit.common.yaml_file import read_yaml_file
+    from navkit.learning.online_cbf_training import TrainConfigError
+
+    doc = read_yaml_file(args.config, TrainConfigError, "training config")
+    method = doc.get("method", "es") if isinstance(doc, dict) else "es"
+    if method == "ppo":
+        from navkit.learning.online_cbf_ppo import main as ppo_main
+
+        return ppo_main(["--config", str(args.config)] + (["--fresh"] if args.fresh else []))
+    if method != "es":
+        raise TrainConfigError(str(args.config), "method", f"expected es or ppo, got {method!r}")
     from navkit.learning.online_cbf_training import main as train_main
 
     return train_main(["--config", str(args.config)] + (["--fresh"] if args.fresh else []))
@@ -132,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="resize the scenario's layout to N agents (circle, swap_lines and crossing layouts)")
     swarm.add_argument("--alpha", type=float_in(0.0, 1e3, low_open=True), default=None, metavar="A",
                        help="fixed CBF gain alpha for every agent (the baseline); default: the shipped policy "
-                            "control/policies/online_cbf_gnn.pt when it exists, else alpha = 1.0 (with a note)")
+                            "control/policies/online_cbf_gnn.pt")
+    swarm.add_argument("--priority-rule", action="store_true",
+                       help="hand-written right of way instead of the policy: the robot with the highest token "
+                            "nearby keeps alpha 3, the others yield with alpha 0.3")
     swarm.add_argument("--policy", type=Path, default=None, metavar="PATH",
                        help="online CBF policy checkpoint giving each agent its alpha every control period")
 
@@ -146,8 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "safety filter freezes or the launcher is killed (--seeds = repeats); "
                                        "envs: gymnasium env steps/s; online-cbf: GNN-tuned CBFs vs fixed alpha on "
                                        "multi-robot scenarios (success, collisions, separation, infeasible QPs, "
-                                       "time-to-goal, path ratio) and policy+QP cost per agent.")
-    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "ros-faults", "online-cbf", "envs"])
+                                       "time-to-goal, path ratio) and policy+QP cost per agent; rnd-agv: PPO vs PPO + "
+                                       "RND on sparse-reward warehouse navigation (trains --seeds runs per method, "
+                                       "hours on 2 cores; learning curves PNG in out/bench_rnd_agv) and the policy "
+                                       "in MuJoCo vs A* + pure pursuit.")
+    bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "ros-faults", "online-cbf", "envs",
+                                         "rnd-agv"])
+    bench.add_argument("--steps", type=int_in(1000, 10**10), default=None,
+                       help="rnd-agv: environment steps per training run (default: 1.5 M)")
     bench.add_argument("--json", action="store_true", help="machine-readable output")
     bench.add_argument("--n", type=int_in(1, 1_000_000), default=500,
                        help="qp: instances; ros-latency: scans (default: %(default)s)")
@@ -155,11 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     bench.add_argument("--scenario", type=Path, action="append", default=None,
                        help="closed-loop: scenario (default: the demo); online-cbf: swarm scenario, repeatable "
-                            "(default: the four in scenarios/multi/)")
+                            "(default: swaps of 4/8/16/32 and every other family in scenarios/multi/)")
+    bench.add_argument("--agents", type=int_in(1, 1024), action="append", default=None,
+                       help="online-cbf: team size, repeatable; every --scenario at every size (explicit layouts "
+                            "keep theirs)")
+    bench.add_argument("--rates", type=float_in(2.0, 1000.0), action="append", default=None,
+                       help="online-cbf: control rate in Hz, repeatable (default: 10, 20 and 50)")
+    bench.add_argument("--jobs", type=int_in(1, 64), default=1,
+                       help="online-cbf, rnd-agv: worker processes (default: %(default)s; 2 on a 2-core machine)")
+    bench.add_argument("--method", choices=["ppo", "ppo_rnd", "ppo_own"], action="append", default=None,
+                       help="rnd-agv: learner, repeatable (default: ppo, ppo_rnd and ppo_own, the compact PPO "
+                            "without RND that checks PPO + RND against SB3's PPO)")
     bench.add_argument("--seeds", type=int_in(1, MAX_SEEDS), default=None,
                        help="seeds per scenario (default: 3 for closed-loop, 50 for online-cbf)")
     bench.add_argument("--policy", type=Path, default=None,
-                       help="online-cbf: policy checkpoint (default: control/policies/online_cbf_gnn.pt)")
+                       help="online-cbf: policy checkpoint (default: control/policies/online_cbf_gnn.pt); rnd-agv: "
+                            "the policy driven in MuJoCo (default: control/policies/rnd_agv.pt)")
     bench.add_argument("--rate", type=float_in(0.0, 1000.0, low_open=True), default=50.0,
                        help="ros-latency: scan rate in Hz (default: %(default)s)")
     plugins = sub.add_parser("plugins", help="list the slots of the stack and the plugins that fill them",
@@ -173,12 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     map_cmd.add_argument("--out", type=Path, required=True, help="map YAML to write (the PGM goes beside it)")
     map_cmd.add_argument("--resolution", type=float_in(0.01, 1.0), default=0.05,
                          help="metres per cell (default: %(default)s)")
-    train = sub.add_parser("train", help="train a policy (online-cbf: the GNN that tunes CBF gains)",
+    train = sub.add_parser("train", help="train a policy (online-cbf: the GNN that tunes CBF gains; rnd-agv: an "
+                                         "AGV reaching goals in unseen warehouses from sparse reward)",
                            description="Train with RL; progress bar, TensorBoard logs under runs/, periodic "
-                                       "evaluation, checkpoints; --resume continues an interrupted run.")
-    train.add_argument("what", choices=["online-cbf"])
-    train.add_argument("--config", type=Path, default=REPO_ROOT / "learning" / "configs" / "online_cbf.yaml",
-                       help="training config YAML (default: %(default)s)")
+                                       "evaluation on held-out scenarios, checkpoints; an interrupted run resumes "
+                                       "exactly unless --fresh.")
+    train.add_argument("what", choices=["online-cbf", "rnd-agv"])
+    train.add_argument("--config", type=Path, default=None,
+                       help="training config YAML (online-cbf default: learning/configs/online_cbf.yaml; rnd-agv: "
+                            "every field optional, see learning/configs/rnd_agv.yaml)")
+    train.add_argument("--algo", choices=["ppo", "ppo_rnd", "ppo_own"], default=None,
+                       help="rnd-agv: stable-baselines3 PPO, PPO + RND, or the compact PPO without RND")
+    train.add_argument("--seed", type=int_in(0, 2**31 - 1), default=None, help="rnd-agv: training seed")
+    train.add_argument("--steps", type=int_in(1, 10**12), default=None, help="rnd-agv: environment steps")
     train.add_argument("--fresh", action="store_true",
                        help="start over instead of resuming from the run's last checkpoint (resume is the default)")
     return parser
@@ -208,9 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if is_swarm_scenario(args.scenario):
                 return run_swarm(args.scenario, args)
-            for option in ("agents", "alpha", "policy"):
-                if getattr(args, option) is not None:
-                    raise NavkitError(f"{args.scenario}: --{option}: only applies to swarm scenarios (kind: swarm)")
+            for option in ("agents", "alpha", "policy", "priority_rule"):
+                if getattr(args, option) not in (None, False):
+                    flag = "--" + option.replace("_", "-")
+                    raise NavkitError(f"{args.scenario}: {flag}: only applies to swarm scenarios (kind: swarm)")
             return run_scenario(args.scenario, args)
         if args.command == "bench":
             return _bench(args)

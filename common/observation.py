@@ -45,3 +45,13 @@ class ControlTarget:
     path: np.ndarray | None = None
     goal: Pose2D | None = None
     goal_image: np.ndarray | None = None
+
+    @classmethod
+    def along(cls, path: np.ndarray | None) -> ControlTarget:
+        """A target from a planner's path: the path, and its end as the goal (the planner's paths end exactly
+        at the goal). The in-process stack and the ROS 2 controller node both build targets this way, so a
+        path-following and a goal-seeking controller see the same thing in either wiring."""
+        if path is None or len(path) == 0:
+            return cls()
+        end = path[-1]
+        return cls(path=path, goal=Pose2D(float(end[0]), float(end[1]), 0.0))

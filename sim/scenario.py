@@ -176,6 +176,9 @@ class Scenario:
     goal_tolerance_m: float
     sensors: SensorConfig
     source: str = "<memory>"
+    params: str = ""
+    """Stack parameter file this scenario is meant to run with (absolute; "" = navkit's default), e.g.
+    one that selects a learned controller; ``navkit run --params`` overrides it."""
 
     @cached_property
     def _obstacle_arrays(self) -> dict[str, np.ndarray]:
@@ -359,7 +362,22 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
     """Validate a scenario mapping (already loaded from YAML) and build a :class:`Scenario`."""
     r = _Reader(source)
     top = r.mapping(doc, "", {"name", "seed", "backend", "time_limit_s", "map", "shelves", "obstacles",
-                               "robot", "goals", "goal_tolerance_m", "sensors", "description"})
+                               "robot", "goals", "goal_tolerance_m", "sensors", "description", "params"})
+    params = ""
+    if top.get("params") is not None:
+        raw = top["params"]
+        if not isinstance(raw, str) or not raw:
+            raise r.fail("params", f"expected a parameter file path, got {brief(raw)}")
+        base = Path(source).parent if source and not source.startswith("<") else Path.cwd()
+        resolved = (base / raw) if not Path(raw).is_absolute() else Path(raw)
+        try:
+            found = resolved.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte: no such file
+            found = False
+        if not found:
+            raise r.fail("params", f"parameter file {brief(raw)} not found (relative paths are from the scenario's "
+                                   "folder)")
+        params = str(resolved.resolve())
     map_doc = r.mapping(r.require(top, "map", ""), "map", {"bounds", "walls"})
     bounds = r.vector(r.require(map_doc, "bounds", "map"), "map.bounds", 4)
     if bounds[2] <= bounds[0] or bounds[3] <= bounds[1]:
@@ -437,6 +455,7 @@ def parse_scenario(doc: Any, source: str = "<memory>") -> Scenario:
                                   maximum=MAX_GOAL_TOLERANCE_M),
         sensors=sensors,
         source=source,
+        params=params,
     )
     _check_geometry(r, scenario)
     return scenario

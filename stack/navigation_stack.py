@@ -70,7 +70,7 @@ class NavigationStack:
         if odom is not None and self.planning.update(now, odom):
             self.controller.reset()
         t = self.timer.lap("planning", t)
-        command = self.controller.compute(observation, ControlTarget(path=self.planning.path_in_odom()))
+        command = self.controller.compute(observation, ControlTarget.along(self.planning.path_in_odom()))
         t = self.timer.lap("control", t)
         result = self.filter.filter(command, observation, now)
         self.timer.lap("safety_filter", t)

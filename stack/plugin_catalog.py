@@ -86,6 +86,13 @@ def _pure_pursuit(config: Any) -> Any:
     return PurePursuit(config)
 
 
+def _rl_policy(config: Any) -> Any:
+    from navkit.control.learned_controller import LearnedController
+    from navkit.control.shipped import SHIPPED_AGV_POLICY
+
+    return LearnedController(config, SHIPPED_AGV_POLICY)
+
+
 def _cbf_lidar(config: Any) -> Any:
     from navkit.control.cbf_filter import CbfSafetyFilter
 
@@ -118,6 +125,10 @@ def _fixed_alpha(config: FixedAlphaConfig) -> Any:
     return FixedAlpha(config.alpha)
 
 
+def _priority_rule(config: Any) -> Any:
+    return config  # PriorityRule is its own config: the dataclass holds the rule's parameters
+
+
 def _online_cbf_gnn(config: PolicyFileConfig) -> Any:
     from navkit.control.online_cbf_policy import OnlineCbfPolicy
     from navkit.control.shipped import SHIPPED_ONLINE_CBF_POLICY
@@ -137,9 +148,13 @@ BUILTIN_PLUGINS = (
            "A* on the occupancy grid with a clearance cost; replans when lidar blocks the path"),
     Plugin("local_controller", "pure_pursuit", _pure_pursuit, "navkit.control.pure_pursuit:PurePursuitConfig",
            "pure pursuit along the global path"),
+    Plugin("local_controller", "rl_policy", _rl_policy, "navkit.control.learned_controller:LearnedControllerConfig",
+           "a learned policy from lidar, odometry and the goal (navkit train rnd-agv)"),
     Plugin("safety_filter", "cbf_lidar", _cbf_lidar, "navkit.control.cbf_filter:CbfFilterConfig",
            "CBF-QP on lidar points (exact 2-D QP), brakes when infeasible"),
     Plugin("cbf_policy", "fixed", _fixed_alpha, FixedAlphaConfig, "one fixed class-K gain for every robot"),
+    Plugin("cbf_policy", "priority_rule", _priority_rule, "navkit.control.right_of_way:PriorityRule",
+           "hand-written right of way: the highest token nearby goes, the others yield"),
     Plugin("cbf_policy", "online_cbf_gnn", _online_cbf_gnn, PolicyFileConfig,
            "GNN that picks each robot's gain from what it senses (Gao, Yang & Prorok 2023)"),
 )

@@ -12,6 +12,8 @@ from gymnasium.envs.registration import register, registry
 ENV_IDS = {
     "NavkitNavigation-v0": "navkit.learning.envs.navigation_env:NavigationEnv",
     "NavkitSwarm-v0": "navkit.learning.envs.swarm_env:SwarmAlphaEnv",
+    "NavkitWarehouseExplore-v0": "navkit.learning.envs.warehouse_explore_env:WarehouseExploreEnv",
+    "NavkitWarehouseExploreMujoco-v0": "navkit.learning.envs.warehouse_explore_env:WarehouseExploreMujocoEnv",
 }
 
 for _env_id, _entry_point in ENV_IDS.items():

@@ -85,6 +85,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] = {
     "bench qp --n 0": (lambda t: ["bench", "qp", "--n", "0"], ("--n",)),
     "bench --seeds -1": (lambda t: ["bench", "online-cbf", "--seeds", "-1"], ("--seeds",)),
     "bench --seeds 0": (lambda t: ["bench", "closed-loop", "--seeds", "0"], ("--seeds",)),
+    "bench rnd-agv --method": (lambda t: ["bench", "rnd-agv", "--method", "dqn"], ("--method", "dqn")),
     "--video v.txt": (lambda t: ["run", SHORT_AISLE, "--video", "v.txt", "--out", t / "o"], ("v.txt", "--video")),
     "--time-limit nan": (lambda t: ["run", SHORT_AISLE, "--time-limit", "nan"], ("--time-limit",)),
     "--time-limit inf": (lambda t: ["run", SHORT_AISLE, "--time-limit", "inf"], ("--time-limit",)),
@@ -232,8 +233,19 @@ MORE_BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] 
         t, "r.yaml", f"run_dir: {_text(t, 'busy', 'x')}\n")], ("run_dir", "not a folder")),
     "train output is a folder": (lambda t: ["train", "online-cbf", "--config", _text(
         t, "o.yaml", f"output: {t}\nrun_dir: {t / 'run'}\n")], ("output", "folder")),
-    "train missing eval scenario": (lambda t: ["train", "online-cbf", "--config", _text(
-        t, "e.yaml", "eval_every: 0\neval_scenarios: [nope.yaml]\n")], ("eval_scenarios[0]", "not found")),
+    "train rnd-agv unknown key": (lambda t: ["train", "rnd-agv", "--config", _text(
+        t, "r.yaml", "lerning_rate: 0.1\n")], ("lerning_rate", "unknown")),
+    "train rnd-agv bad family": (lambda t: ["train", "rnd-agv", "--config", _text(
+        t, "f.yaml", "family: maze\n")], ("family", "maze")),
+    "train rnd-agv with online-cbf options": (lambda t: ["train", "online-cbf", "--algo", "ppo"], ("--algo",)),
+    "scenario params file missing": (lambda t: ["run", _text(
+        t, "s.yaml", "map: {bounds: [0, 0, 5, 5]}\nrobot: {start: [1, 1, 0]}\ngoals: [[4, 4]]\nparams: none.yaml\n")],
+        ("params", "none.yaml")),
+    "scenario params name too long": (lambda t: ["run", _scenario(t, params="p" * 5000)], ("params", "not found")),
+    "train family name too long": (lambda t: ["train", "online-cbf", "--config", _text(
+        t, "l.yaml", "families: [" + "f" * 5000 + "]\n")], ("families[0]", "not found")),
+    "train missing selection family": (lambda t: ["train", "online-cbf", "--config", _text(
+        t, "e.yaml", "eval_every: 0\nselection_families: [nope.yaml]\n")], ("selection_families[0]", "not found")),
     "launch unbalanced quote": (lambda t: ["launch", _launch_file(
         t, "- node: {pkg: navkit, exec: navkit_planner, args: \"--foo 'bar\"}\n"), "--print"], ("args", "quotation")),
     "launch nested substitutions": (lambda t: ["launch", _launch_file(

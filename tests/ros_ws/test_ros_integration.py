@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ros_helpers import (FILTER_NODE, REPO_ROOT, SCENARIO, Proc, RosClient, alive, children,
+from ros_helpers import (DEMO_LAUNCH, FILTER_NODE, REPO_ROOT, SCENARIO, Proc, RosClient, alive, children,
                          cmdline, domain_id, launch_argv, ros_env, scan_msg, twist_msg)
 
 pytestmark = pytest.mark.ros
@@ -257,3 +257,26 @@ def test_a_controller_that_joins_late_still_gets_the_plan(spawn: Callable[..., P
     assert client.spin_until(lambda: bool(paths), 5.0), f"no plan for a late subscriber:\n{planner.output()}"
     assert paths[0] > 1
     assert planner.proc.poll() is None, planner.output()
+
+
+def test_the_learned_controller_plugin_drives_the_ros_2_stack(tmp_path: Path) -> None:
+    """The rl_policy plugin in the controller node: selected by the parameter file alone, fed by the scan and
+    the plan's end, its commands filtered like every controller's; the robot makes progress and never collides."""
+    out = tmp_path / "launch"
+    argv = [sys.executable, "-m", "navkit.cli.main", "launch", str(DEMO_LAUNCH),
+            "scenario:=scenarios/rnd/warehouse_explore.yaml", "params:=scenarios/rnd/rl_policy.params.yaml",
+            "real_time_factor:=3.0", f"output_dir:={out}"]
+    log = tmp_path / "launch.log"
+    with log.open("wb") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=ros_env(domain_id()), cwd=REPO_ROOT, start_new_session=True)
+    handle = Proc(proc, log)
+    try:
+        proc.wait(timeout=150)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        handle.kill()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["collisions"] == 0, metrics
+    assert metrics["goals_reached"] >= 1 and metrics["path_length_m"] > 3.0, metrics
