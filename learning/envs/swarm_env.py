@@ -29,8 +29,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from navkit.learning.envs.array_vec_env import ArrayVecEnv
 from navkit.common.swarm_state import SwarmStep
 from navkit.control.multi_agent_cbf import AgentStatus
 from navkit.control.online_cbf_policy import (OnlineCbfPolicyConfig, alpha_from_action, flat_size,
@@ -163,7 +164,7 @@ class SwarmAlphaEnv(gym.Env):
         return self.scenes.observe()[0], float(reward[0].sum()), terminated, truncated, info
 
 
-class SwarmAgentVecEnv(VecEnv):
+class SwarmAgentVecEnv(ArrayVecEnv):
     """Groups of B scenes x N robots as Σ B·N parameter-sharing sub-envs for stable-baselines3.
 
     ``groups``: one :class:`SwarmEnvConfig` per group (e.g. one per training family); without
@@ -246,30 +247,10 @@ class SwarmAgentVecEnv(VecEnv):
             obs[sl] = g.observe().reshape(-1, self.features)
         return obs, rewards, dones, infos
 
-    # -- the rest of SB3's VecEnv interface -------------------------------------------
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
-        return [getattr(self, method_name)(*method_args, **method_kwargs)] * len(self._indices(indices))
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._indices(indices))
+    # -- seeding (the rest of the VecEnv plumbing is ArrayVecEnv's) --------------------------
 
     def seed(self, seed: int | None = None) -> list[int | None]:
         if seed is not None:
             for k, g in enumerate(self.groups):
                 g.rng = np.random.default_rng([seed, k])
         return [seed] * self.num_envs
-
-    def _indices(self, indices: Any) -> list[int]:
-        if indices is None:
-            return list(range(self.num_envs))
-        return [indices] if isinstance(indices, int) else list(indices)

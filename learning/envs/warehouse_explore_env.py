@@ -29,8 +29,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from navkit.learning.envs.array_vec_env import ArrayVecEnv
 from navkit.control.learned_controller import ObservationSpec, encode_observation, sector_ranges
 from navkit.learning.navigation_task import JUDGE_SLACK_M
 from navkit.sim.scenario import Scenario
@@ -187,7 +188,7 @@ class LayoutCache:
         return sc
 
 
-class WarehouseExploreVecEnv(VecEnv):
+class WarehouseExploreVecEnv(ArrayVecEnv):
     """E warehouses as SB3 sub-envs; each episode a new training layout; see the module docstring.
 
     ``layout_seeds``: a fixed list of layouts to cycle through instead (evaluation on held-out seeds).
@@ -304,32 +305,12 @@ class WarehouseExploreVecEnv(VecEnv):
         self.returns[:] = state["returns"]
         self._next_layout = int(state["next_layout"])
 
-    # -- the rest of SB3's VecEnv interface -------------------------------------------------
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
-        return [getattr(self, method_name)(*method_args, **method_kwargs)] * len(self._indices(indices))
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._indices(indices))
+    # -- seeding (the rest of the VecEnv plumbing is ArrayVecEnv's) --------------------------
 
     def seed(self, seed: int | None = None) -> list[int | None]:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         return [seed] * self.num_envs
-
-    def _indices(self, indices: Any) -> list[int]:
-        if indices is None:
-            return list(range(self.num_envs))
-        return [indices] if isinstance(indices, int) else list(indices)
 
 
 FINAL_SEED_OFFSET = 500_000
