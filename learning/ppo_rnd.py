@@ -341,7 +341,7 @@ class PpoRnd:
                 losses["clip_fraction"].append(float(((ratio - 1).abs() > c.clip_range).float().mean()))
         out = {k: float(np.mean(v)) for k, v in losses.items() if v}
         out.update(self.stats)
-        out["std"] = float(self.policy.log_std.exp().mean())
+        out["std"] = float(self.policy.log_std.detach().exp().mean())
         return out
 
     # -- exact resume -----------------------------------------------------------------

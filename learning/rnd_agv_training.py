@@ -22,6 +22,7 @@ import argparse
 import csv
 import math
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -343,8 +344,10 @@ def train(cfg: RndAgvConfig) -> Path:
                     w.writerow([steps, result["success"], result["collision_rate"], result["time_to_goal_s"],
                                 result["dormant_ratio"], float(np.mean(log.success)) if log.success else 0.0,
                                 round(time.perf_counter() - t_env, 1)])
+                # To stderr, with the bar: stdout stays clean for machine-readable output (navkit bench --json).
                 bar.write(f"{steps:>9d} steps: held-out success {result['success']:.2f}, collisions "
-                          f"{result['collision_rate']:.2f}, time-to-goal {result['time_to_goal_s']:.1f} s")
+                          f"{result['collision_rate']:.2f}, time-to-goal {result['time_to_goal_s']:.1f} s",
+                          file=sys.stderr)
                 if result["success"] > best:
                     best = result["success"]
                     save_agv_policy(export(learner.model, cfg.algo, env.observation_space.shape[0]), cfg.env.spec,

@@ -163,6 +163,8 @@ def test_train_rnd_agv_writes_a_policy_the_controller_loads(tmp_path: Path) -> N
     _, spec, meta = load_agv_policy(tmp_path / "run" / "policy.pt")
     assert meta["algo"] == "ppo_rnd" and meta["seed"] == 3 and spec.num_rays == 24
     assert (tmp_path / "run" / "curve.csv").read_text().count("\n") == 3  # header + 2 evaluations
+    # Progress lines go to stderr: `navkit bench rnd-agv --json` trains in-process and its stdout must stay JSON.
+    assert "held-out success" in proc.stderr and "held-out success" not in proc.stdout
 
 
 def test_the_shipped_learned_policy_drives_the_mujoco_agv_through_an_unseen_warehouse(tmp_path: Path) -> None:
