@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from navkit.common.errors import FieldError, brief
+from navkit.common.geometry import wrap_angle
 from navkit.common.observation import ControlTarget, Observation
 from navkit.common.sensor_data import LaserScan, VelocityCommand
 
@@ -46,14 +47,27 @@ def encode_observation(ranges: np.ndarray, range_max: float, pose: np.ndarray, g
 
 
 def sector_ranges(scan: LaserScan, num_rays: int, range_max: float) -> np.ndarray | None:
-    """The scan min-pooled into ``num_rays`` equal sectors (scan order), capped at ``range_max``;
-    None when the scan cannot show obstacles (then the robot must not move on it)."""
+    """The scan min-pooled into ``num_rays`` equal sectors around the robot, sector k covering bearings
+    [-π + k·2π/num_rays, -π + (k+1)·2π/num_rays) as in training, capped at ``range_max``.
+
+    Rays are placed by their own angle, so a lidar that starts at 0 instead of -π pools the same.
+    None (the robot must not move on it) when the scan cannot show obstacles or leaves a sector
+    without a ray (a lidar with a narrower field of view than the training lidar's 360°): the policy
+    never saw a blind sector, and reading it as free space would be driving blind. A "too close to
+    measure" reading (-inf, REP-117) is an obstacle at distance 0; other invalid readings show nothing.
+    """
     if scan.problem(0.5) is not None:
         return None
     r = np.asarray(scan.ranges, dtype=float)
-    r = np.where(np.isfinite(r) & (r >= scan.range_min), np.minimum(r, range_max), range_max)
+    r = np.where(r == -np.inf, 0.0, np.where(np.isfinite(r) & (r >= scan.range_min), np.minimum(r, range_max),
+                                             range_max))
+    # + 1e-6: a ray exactly on a sector's first bearing belongs to it despite rounding.
+    sector = np.floor((wrap_angle(scan.angles) + math.pi) * (num_rays / (2.0 * math.pi)) + 1e-6).astype(int)
+    sector %= num_rays
+    if np.bincount(sector, minlength=num_rays).min() == 0:
+        return None
     out = np.full(num_rays, range_max)
-    np.minimum.at(out, np.arange(len(r)) * num_rays // len(r), r)
+    np.minimum.at(out, sector, r)
     return out
 
 
@@ -82,6 +96,16 @@ class ObservationSpec:
     v_max: float = 0.8
     omega_max: float = 1.5
     dt: float = 0.1
+
+    def __post_init__(self) -> None:
+        # A policy file is input like any other: a spec that would divide by zero or build a
+        # million-input network is refused here, with the file named by the loader.
+        if not (isinstance(self.num_rays, int) and 1 <= self.num_rays <= 4096):
+            raise ValueError(f"num_rays: must be an integer in [1, 4096], got {brief(self.num_rays)}")
+        for name in ("range_max_m", "v_max", "omega_max", "dt"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be a finite number > 0, got {brief(value)}")
 
     @property
     def size(self) -> int:
@@ -117,8 +141,8 @@ def load_agv_policy(path: str | Path) -> tuple[AgvPolicy, ObservationSpec, dict]
         raise PolicyFileError(src, "format", f"expected {POLICY_FORMAT} version {POLICY_VERSION}")
     try:
         spec = ObservationSpec(**blob["observation"])
-    except (KeyError, TypeError) as exc:
-        raise PolicyFileError(src, "observation", str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyFileError(src, "observation", brief(str(exc), 160)) from None
     policy = AgvPolicy(spec.size)
     try:
         policy.load_state_dict(blob["state_dict"])

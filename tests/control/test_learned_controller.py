@@ -42,7 +42,7 @@ def test_the_controller_feeds_the_policy_what_the_training_env_feeds_it(tmp_path
     assert ctrl.meta == {"algo": "test"}
 
 
-@pytest.mark.parametrize("case", ["no goal", "no scan", "nan odom", "empty scan", "nan goal"])
+@pytest.mark.parametrize("case", ["no goal", "no scan", "nan odom", "empty scan", "nan goal", "270 degree lidar"])
 def test_missing_or_bad_input_never_becomes_motion(tmp_path: Path, case: str) -> None:
     ctrl = LearnedController(LearnedControllerConfig(path=str(_policy_file(tmp_path))), tmp_path / "unused.pt")
     obs, target = _obs(), ControlTarget(goal=Pose2D(5.0, 2.0, 0.0))
@@ -54,10 +54,31 @@ def test_missing_or_bad_input_never_becomes_motion(tmp_path: Path, case: str) ->
         obs = _obs(odom=Odometry(stamp=1.0, pose=Pose2D(float("nan"), 2.0, 0.0), v=0.0, omega=0.0))
     elif case == "empty scan":
         obs = _obs(ranges=[])
+    elif case == "270 degree lidar":  # a quarter of the policy's view would be blind, not free
+        scan = LaserScan(stamp=1.0, angle_min=-0.75 * math.pi, angle_increment=1.5 * math.pi / 18, range_min=0.1,
+                         range_max=6.0, ranges=np.full(18, 3.0))
+        obs = Observation(stamp=1.0, odom=obs.odom, scan=scan)
     else:
         target = ControlTarget(goal=Pose2D(float("nan"), 2.0, 0.0))
     cmd = ctrl.compute(obs, target)
     assert cmd.v == 0.0 and cmd.omega == 0.0
+
+
+def test_sectors_follow_ray_angles_and_too_close_is_an_obstacle() -> None:
+    from navkit.control.learned_controller import sector_ranges
+
+    rng = np.random.default_rng(0)
+    ranges = rng.uniform(0.5, 5.0, 72)
+    from_minus_pi = LaserScan(0.0, -math.pi, 2 * math.pi / 72, 0.1, 6.0, ranges)
+    # The same sweep from a lidar whose first ray points forward (angle 0): rays rolled by half a turn.
+    from_zero = LaserScan(0.0, 0.0, 2 * math.pi / 72, 0.1, 6.0, np.roll(ranges, -36))
+    a, b = sector_ranges(from_minus_pi, 24, 6.0), sector_ranges(from_zero, 24, 6.0)
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(a, ranges.reshape(24, 3).min(axis=1))  # the training env's pooling
+    np.testing.assert_array_equal(a, b)
+    ranges[7] = -np.inf  # REP-117: too close to measure
+    c = sector_ranges(LaserScan(0.0, -math.pi, 2 * math.pi / 72, 0.1, 6.0, ranges), 24, 6.0)
+    assert c is not None and c[2] == 0.0
 
 
 def test_policy_file_errors_name_the_file(tmp_path: Path) -> None:
@@ -74,6 +95,10 @@ def test_policy_file_errors_name_the_file(tmp_path: Path) -> None:
     torch.save(blob, tmp_path / "wrong.pt")
     with pytest.raises(PolicyFileError, match="wrong.pt: state_dict"):
         load_agv_policy(tmp_path / "wrong.pt")
+    blob["observation"]["range_max_m"] = 0.0  # would divide every range by zero
+    torch.save(blob, tmp_path / "zero.pt")
+    with pytest.raises(PolicyFileError, match="zero.pt: observation.*range_max_m"):
+        load_agv_policy(tmp_path / "zero.pt")
 
 
 def test_the_plugin_is_chosen_by_the_parameter_file(tmp_path: Path) -> None:
