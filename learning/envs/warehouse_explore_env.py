@@ -22,7 +22,6 @@ step holds its command for ``dt`` = 0.1 s.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -108,53 +107,19 @@ def observation(ranges: np.ndarray, range_max: float, pose: np.ndarray, goal: np
 
 
 class _VectorFilter:
-    """The ``cbf_lidar`` safety filter for E robots at once: the same constraint rows as
-    :class:`~navkit.control.cbf_filter.CbfSafetyFilter` (its ``constraints``), solved with the batched
-    exact QP; an infeasible QP brakes, as the filter does. Its scan validity and staleness checks have
-    nothing to check here (the simulated scan is always fresh and whole)."""
+    """The robot's ``cbf_lidar`` filter for E simulated robots at once
+    (:meth:`~navkit.control.cbf_filter.CbfSafetyFilter.filter_batch` on the rays' hit points)."""
 
     def __init__(self, config: Any) -> None:
         from navkit.control.cbf_filter import CbfSafetyFilter
 
         self.filter = CbfSafetyFilter(config)
         self.config = config
-        self.weights = np.array([1.0, config.omega_weight])
 
     def __call__(self, u_nom: np.ndarray, rays: np.ndarray, angles: np.ndarray, range_max: float) -> np.ndarray:
         """(E, 2) filtered commands for nominal ``u_nom`` (E, 2) and scans ``rays`` (E, R) at ``angles`` (R,)."""
-        from navkit.control.batched_qp import solve_qp_2d_batched
-
-        c = self.config
-        e, r = rays.shape
-        pts = np.stack([rays * np.cos(angles), rays * np.sin(angles)], axis=-1)       # (E, R, 2)
-        valid = (rays < range_max) & (rays**2 <= c.sensing_range_m**2)
-        # The filter's point selection (CbfSafetyFilter._select), for every robot at once: the nearest
-        # point to the look-ahead point per angular sector around it, ties to the earlier ray.
-        rel = pts - np.array([c.lookahead_m, 0.0])
-        dist2 = np.einsum("erk,erk->er", rel, rel)
-        sector = ((np.arctan2(rel[..., 1], rel[..., 0]) + math.pi) * (c.max_constraints / (2.0 * math.pi))).astype(int)
-        np.minimum(sector, c.max_constraints - 1, out=sector)
-        env = np.repeat(np.arange(e), r)
-        sector, dist2, valid_f = sector.ravel(), dist2.ravel(), valid.ravel()
-        keep = np.flatnonzero(valid_f)
-        order = keep[np.lexsort((dist2[keep], sector[keep], env[keep]))]
-        first = np.ones(order.size, dtype=bool)
-        first[1:] = (env[order[1:]] != env[order[:-1]]) | (sector[order[1:]] != sector[order[:-1]])
-        chosen = order[first]
-        d = np.array([c.lookahead_m, 0.0]) - pts.reshape(-1, 2)[chosen]                # p − o
-        clearance = c.robot_radius_m + c.lookahead_m + c.margin_m
-        k = c.max_constraints + 4
-        A, b, mask = np.zeros((e, k, 2)), np.zeros((e, k)), np.zeros((e, k), dtype=bool)
-        rows, cols = env[chosen], sector[chosen]
-        A[rows, cols, 0] = 2.0 * d[:, 0]
-        A[rows, cols, 1] = 2.0 * c.lookahead_m * d[:, 1]
-        b[rows, cols] = -c.alpha * (np.einsum("ij,ij->i", d, d) - clearance**2)
-        mask[rows, cols] = True
-        box_A, box_b = self.filter.constraints(np.zeros((0, 2)))                        # the 4 input-limit rows
-        A[:, c.max_constraints:], b[:, c.max_constraints:], mask[:, c.max_constraints:] = box_A, box_b, True
-        sol = solve_qp_2d_batched(self.weights, u_nom, A, b, mask)
-        return np.column_stack([np.clip(sol.u[:, 0], c.v_min, c.v_max),
-                                np.clip(sol.u[:, 1], -c.omega_max, c.omega_max)])
+        points = np.stack([rays * np.cos(angles), rays * np.sin(angles)], axis=-1)
+        return self.filter.filter_batch(u_nom, points, rays < range_max)
 
 
 def _vector_filter() -> _VectorFilter:

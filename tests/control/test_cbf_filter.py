@@ -278,3 +278,24 @@ def test_closed_loop_never_hits_the_wall(yaw0: float) -> None:
     filtered = _drive_at_wall(yaw0, use_filter=True)
     assert filtered >= clearance - 1e-6
     assert filtered < 1.0  # safe by getting close and stopping, not by never moving
+
+
+def test_the_batched_filter_outputs_what_the_filter_outputs_robot_by_robot() -> None:
+    """filter_batch (training simulators) and filter (every robot) must be one filter, ties and all."""
+    rng = np.random.default_rng(7)
+    f = CbfSafetyFilter(CbfFilterConfig())
+    e, r = 40, 72
+    angles = -math.pi + 2 * math.pi / r * np.arange(r)
+    ranges = rng.uniform(0.3, 4.0, (e, r))
+    ranges[rng.random((e, r)) < 0.3] = np.inf  # no return
+    ranges[:, 10] = ranges[:, 11]  # equal distances: the earlier ray wins in both
+    points = np.stack([ranges * np.cos(angles), ranges * np.sin(angles)], axis=-1)
+    u_nom = rng.uniform([-0.2, -1.5], [0.8, 1.5], (e, 2))
+    got = f.filter_batch(u_nom, np.where(np.isfinite(points), points, 0.0), np.isfinite(ranges))
+    modified = 0
+    for i in range(e):
+        scan = LaserScan(0.0, -math.pi, 2 * math.pi / r, 0.05, 6.0, ranges[i], frame_id=f.config.scan_frame_id)
+        want = f.filter(VelocityCommand(0.0, *u_nom[i]), Observation(0.0, scan=scan), 0.0)
+        np.testing.assert_allclose(got[i], [want.command.v, want.command.omega], atol=1e-9)
+        modified += want.status != FilterStatus.PASS
+    assert modified >= 10  # the constraints were exercised, not only pass-through
