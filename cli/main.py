@@ -48,7 +48,10 @@ def _bench(args: argparse.Namespace) -> int:
         print(to_json(result) if args.json else env_bench.format_table(result))
     elif args.which == "rnd-agv":
         from navkit.benchmarks import rnd_agv_bench
+        from navkit.control.learned_controller import load_agv_policy
 
+        if args.policy is not None:  # checked before hours of training, not after
+            load_agv_policy(args.policy)
         result = rnd_agv_bench.run(methods=args.method or rnd_agv_bench.METHODS, seeds=args.seeds or 3,
                                    steps=args.steps or 1_500_000, jobs=args.jobs, policy=args.policy,
                                    progress=not args.json)

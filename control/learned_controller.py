@@ -26,6 +26,8 @@ from navkit.common.sensor_data import LaserScan, VelocityCommand
 
 POLICY_FORMAT = "navkit.agv_rl_policy"
 POLICY_VERSION = 1
+MAX_INVALID_RAY_FRACTION = 0.1
+"""As the safety filter's default: beyond this share of invalid rays (read as no return) the scan is refused."""
 GOAL_SCALE_M = 10.0
 """Goal distances are divided by this (and clipped to 1) in the observation."""
 
@@ -56,7 +58,7 @@ def sector_ranges(scan: LaserScan, num_rays: int, range_max: float) -> np.ndarra
     never saw a blind sector, and reading it as free space would be driving blind. A "too close to
     measure" reading (-inf, REP-117) is an obstacle at distance 0; other invalid readings show nothing.
     """
-    if scan.problem(0.5) is not None:
+    if scan.problem(MAX_INVALID_RAY_FRACTION) is not None:
         return None
     r = np.asarray(scan.ranges, dtype=float)
     r = np.where(r == -np.inf, 0.0, np.where(np.isfinite(r) & (r >= scan.range_min), np.minimum(r, range_max),
@@ -190,4 +192,6 @@ class LearnedController:
         obs = encode_observation(ranges[None], s.range_max_m, np.array([[odom.pose.x, odom.pose.y, odom.pose.yaw]]),
                                  np.array([[goal.x, goal.y]]), np.array([[odom.v, odom.omega]]), s.v_max, s.omega_max)
         a = self.policy.act(obs)[0] * self.config.speed_scale
+        if not np.all(np.isfinite(a)):  # e.g. a policy file with NaN weights: never a command
+            return stop
         return VelocityCommand(observation.stamp, float(a[0]) * s.v_max, float(a[1]) * s.omega_max)

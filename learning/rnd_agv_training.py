@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from navkit.common.errors import ParameterError
+from navkit.common.errors import ParameterError, brief
 from navkit.common.params import config_from_params
 from navkit.common.yaml_file import read_yaml_file
 from navkit.control.learned_controller import AgvPolicy, save_agv_policy
@@ -42,6 +42,8 @@ from navkit.learning.envs.warehouse_explore_env import ExploreConfig, WarehouseE
 from navkit.learning.ppo_rnd import PpoRnd, PpoRndConfig, dormant_ratio
 
 ALGOS = ("ppo", "ppo_rnd", "ppo_own")
+RESUME_MUST_MATCH = ("algo", "seed", "num_envs", "n_steps", "minibatches", "family", "safety_filter")
+"""Config fields a run can only be resumed with unchanged."""
 
 
 @dataclass
@@ -102,6 +104,9 @@ class RndAgvConfig:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"{name}: must be in [{low:g}, {high:g}], got {value!r}")
+        if self.n_steps * self.num_envs // self.minibatches < 2:  # advantages are normalised per minibatch
+            raise ValueError(f"minibatches: n_steps x num_envs / minibatches must be >= 2 samples, got "
+                             f"{self.n_steps} x {self.num_envs} / {self.minibatches}")
         ExploreConfig(family=self.family)
         ExploreConfig(family=self.eval_family)
 
@@ -301,6 +306,11 @@ def train(cfg: RndAgvConfig) -> Path:
     if cfg.resume and last.is_file():
         # Our own checkpoint (numpy arrays and RNG states need full unpickling): only ever load run dirs you wrote.
         ck = torch.load(last, map_location="cpu", weights_only=False)
+        saved = ck.get("config", {})
+        for key in RESUME_MUST_MATCH:  # what shapes the saved learner and envs: continuing with others cannot work
+            if key in saved and saved[key] != getattr(cfg, key):
+                raise RndAgvConfigError(str(run_dir), key, f"{brief(getattr(cfg, key))} differs from the checkpoint's "
+                                        f"{brief(saved[key])} in {last}; use --fresh (or another run_dir)")
         learner.load(last, ck["learner"])
         env.set_state(ck["env"])
         best, next_eval = float(ck["best"]), int(ck["next_eval"])

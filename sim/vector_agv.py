@@ -16,7 +16,6 @@ has ``num_rays`` rays over 360° starting at -π, as the MuJoCo lidar; no return
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -44,7 +43,6 @@ class VectorAgv:
         self.cyl_c = np.full((e, max_cylinders, 2), FAR)
         self.cyl_r = np.zeros((e, max_cylinders))
         self.bounds = np.tile([-FAR, -FAR, FAR, FAR], (e, 1)).astype(float)
-        self.walls = np.zeros(e, dtype=bool)
         self.radius = np.full(e, 0.3)
         self.pose = np.zeros((e, 3))
         self.twist = np.zeros((e, 2))
@@ -71,7 +69,6 @@ class VectorAgv:
             self.cyl_c[i, k], self.cyl_r[i, k] = c.center, c.radius
         self.box_count[i], self.cyl_count[i] = len(boxes), len(cyls)
         self.bounds[i] = scenario.bounds if scenario.walls else (-FAR, -FAR, FAR, FAR)
-        self.walls[i] = scenario.walls
         self.radius[i] = scenario.robot.radius_m
         self.half_track[i] = scenario.robot.wheel_separation_m / 2.0
         self.wheel_speed_max[i] = scenario.robot.max_wheel_speed_rad_s * scenario.robot.wheel_radius_m
@@ -142,16 +139,15 @@ class VectorAgv:
 
     # ------------------------------------------------------------------ motion
 
-    def step(self, v: np.ndarray, omega: np.ndarray, active: np.ndarray | None = None) -> None:
+    def step(self, v: np.ndarray, omega: np.ndarray) -> None:
         """Command (v, ω) for ``dt``: each wheel's rim speed moves toward its command at most
         ``wheel_accel_m_s2`` and saturates at the motor limit (a differential drive, as in MuJoCo), and the
-        pose follows exact unicycle arcs over ``substeps``; inactive envs are commanded to stop."""
+        pose follows exact unicycle arcs over ``substeps``."""
         h = self.dt / self.substeps
-        move = np.ones(self.num_envs, dtype=bool) if active is None else active
         b = self.half_track
         cap = self.wheel_speed_max
-        want_l = np.clip(np.where(move, v - omega * b, 0.0), -cap, cap)
-        want_r = np.clip(np.where(move, v + omega * b, 0.0), -cap, cap)
+        want_l = np.clip(v - omega * b, -cap, cap)
+        want_r = np.clip(v + omega * b, -cap, cap)
         left = self.twist[:, 0] - self.twist[:, 1] * b
         right = self.twist[:, 0] + self.twist[:, 1] * b
         for _ in range(self.substeps):
@@ -173,7 +169,3 @@ class VectorAgv:
             self.pose[:, 2] = wrap_angle(th + turn)
         self.twist = np.stack([(left + right) / 2.0, (right - left) / (2.0 * b)], axis=1)
 
-
-def load_all(sim: VectorAgv, scenarios: Sequence[Scenario]) -> None:
-    for i, sc in enumerate(scenarios):
-        sim.load(i, sc)

@@ -91,19 +91,9 @@ class ExploreConfig:
         return LayoutConfig(lidar_rays=self.lidar_rays, lidar_range_m=self.range_max_m)
 
     @property
-    def obs_size(self) -> int:
-        return self.num_rays + 5
-
-    @property
     def spec(self) -> ObservationSpec:
         """What a policy trained here reads (saved with it, checked by the deployed controller)."""
         return ObservationSpec(self.num_rays, self.range_max_m, self.v_max, self.omega_max, self.dt)
-
-
-def observation(ranges: np.ndarray, range_max: float, pose: np.ndarray, goal: np.ndarray, twist: np.ndarray,
-                v_max: float, omega_max: float) -> np.ndarray:
-    """The deployed controller's encoding (:func:`navkit.control.learned_controller.encode_observation`)."""
-    return encode_observation(ranges, range_max, pose, goal, twist, v_max, omega_max)
 
 
 class _VectorFilter:
@@ -175,7 +165,7 @@ class WarehouseExploreVecEnv(ArrayVecEnv):
         self.steps = np.zeros(num_envs, dtype=int)
         self.limit = np.zeros(num_envs, dtype=int)
         self.returns = np.zeros(num_envs)
-        obs_space = gym.spaces.Box(-1.0, 1.0, (c.obs_size,), dtype=np.float32)
+        obs_space = gym.spaces.Box(-1.0, 1.0, (c.spec.size,), dtype=np.float32)
         self.render_mode = None
         super().__init__(num_envs, obs_space, gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32))
         self._actions = np.zeros((num_envs, 2))
@@ -205,7 +195,8 @@ class WarehouseExploreVecEnv(ArrayVecEnv):
         c = self.config
         rays = self._rays = self.sim.scan()
         sectors = rays.reshape(self.num_envs, c.num_rays, c.lidar_rays // c.num_rays).min(axis=2)
-        return observation(sectors, c.range_max_m, self.sim.pose, self.goal, self.sim.twist, c.v_max, c.omega_max)
+        return encode_observation(sectors, c.range_max_m, self.sim.pose, self.goal, self.sim.twist, c.v_max,
+                                  c.omega_max)
 
     def reset(self) -> np.ndarray:
         for i in range(self.num_envs):
@@ -301,7 +292,7 @@ class WarehouseExploreEnv(gym.Env):
 
     def __init__(self, **kwargs: Any) -> None:
         self.config = ExploreConfig(**kwargs)
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.config.obs_size,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.config.spec.size,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.venv = WarehouseExploreVecEnv(1, 0, self.config)
 
@@ -346,7 +337,7 @@ class WarehouseExploreMujocoEnv(gym.Env):
         self.layouts = LayoutCache(self.config.family, self.config.layout, capacity=64)
         self.layout_seeds = list(layout_seeds or [])
         self._next = 0
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.config.obs_size,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (self.config.spec.size,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.robot: Any = None
         self.episode: Any = None
@@ -371,7 +362,7 @@ class WarehouseExploreMujocoEnv(gym.Env):
         ranges = np.full(c.num_rays, c.range_max_m) if pooled is None else pooled
         pose = np.array([[odom.pose.x, odom.pose.y, odom.pose.yaw]])
         assert self.scenario is not None
-        return observation(ranges[None], c.range_max_m, pose, np.asarray(self.scenario.goals[:1], float),
+        return encode_observation(ranges[None], c.range_max_m, pose, np.asarray(self.scenario.goals[:1], float),
                            np.array([[odom.v, odom.omega]]), c.v_max, c.omega_max)[0]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:

@@ -85,6 +85,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] = {
     "bench qp --n 0": (lambda t: ["bench", "qp", "--n", "0"], ("--n",)),
     "bench --seeds -1": (lambda t: ["bench", "online-cbf", "--seeds", "-1"], ("--seeds",)),
     "bench --seeds 0": (lambda t: ["bench", "closed-loop", "--seeds", "0"], ("--seeds",)),
+    "bench rnd-agv --policy missing": (lambda t: ["bench", "rnd-agv", "--policy", t / "none.pt"], ("none.pt",)),
     "bench rnd-agv --method": (lambda t: ["bench", "rnd-agv", "--method", "dqn"], ("--method", "dqn")),
     "--video v.txt": (lambda t: ["run", SHORT_AISLE, "--video", "v.txt", "--out", t / "o"], ("v.txt", "--video")),
     "--time-limit nan": (lambda t: ["run", SHORT_AISLE, "--time-limit", "nan"], ("--time-limit",)),
@@ -235,6 +236,8 @@ MORE_BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] 
         t, "o.yaml", f"output: {t}\nrun_dir: {t / 'run'}\n")], ("output", "folder")),
     "train rnd-agv unknown key": (lambda t: ["train", "rnd-agv", "--config", _text(
         t, "r.yaml", "lerning_rate: 0.1\n")], ("lerning_rate", "unknown")),
+    "train rnd-agv one-sample minibatches": (lambda t: ["train", "rnd-agv", "--config", _text(
+        t, "m.yaml", "num_envs: 2\nn_steps: 4\nminibatches: 8\n")], ("minibatches", ">= 2")),
     "train rnd-agv bad family": (lambda t: ["train", "rnd-agv", "--config", _text(
         t, "f.yaml", "family: maze\n")], ("family", "maze")),
     "train rnd-agv with online-cbf options": (lambda t: ["train", "online-cbf", "--algo", "ppo"], ("--algo",)),

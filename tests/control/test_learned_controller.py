@@ -42,11 +42,16 @@ def test_the_controller_feeds_the_policy_what_the_training_env_feeds_it(tmp_path
     assert ctrl.meta == {"algo": "test"}
 
 
-@pytest.mark.parametrize("case", ["no goal", "no scan", "nan odom", "empty scan", "nan goal", "270 degree lidar"])
+@pytest.mark.parametrize("case", ["no goal", "no scan", "nan odom", "empty scan", "nan goal", "270 degree lidar",
+                                  "nan policy"])
 def test_missing_or_bad_input_never_becomes_motion(tmp_path: Path, case: str) -> None:
     ctrl = LearnedController(LearnedControllerConfig(path=str(_policy_file(tmp_path))), tmp_path / "unused.pt")
     obs, target = _obs(), ControlTarget(goal=Pose2D(5.0, 2.0, 0.0))
-    if case == "no goal":
+    assert abs(ctrl.compute(obs, target).v) > 0.05  # the unchanged input moves the robot
+    if case == "nan policy":
+        with torch.no_grad():
+            ctrl.policy.net[-1].bias.fill_(float("nan"))
+    elif case == "no goal":
         target = ControlTarget()
     elif case == "no scan":
         obs = Observation(stamp=1.0, odom=obs.odom, scan=None)

@@ -104,6 +104,19 @@ def test_training_resumes_exactly(tmp_path: Path, algo: str) -> None:
     assert len(rows) == 1 + 3  # header + evaluations at 128, 256, 384 steps
 
 
+def test_resuming_with_a_config_that_shaped_the_checkpoint_changed_is_a_clear_error(tmp_path: Path) -> None:
+    from navkit.learning.rnd_agv_training import RndAgvConfig, RndAgvConfigError, train
+
+    base = RndAgvConfig(algo="ppo_rnd", num_envs=2, n_steps=32, n_epochs=1, minibatches=2, eval_every_steps=0,
+                        progress_bar=False, run_dir=str(tmp_path / "run"), total_env_steps=64)
+    train(base)
+    with pytest.raises(RndAgvConfigError, match="num_envs.*--fresh"):
+        train(replace(base, num_envs=3, total_env_steps=128))
+    with pytest.raises(RndAgvConfigError, match="algo.*--fresh"):
+        train(replace(base, algo="ppo", total_env_steps=128))
+    assert train(replace(base, num_envs=3, total_env_steps=128, resume=False)).is_file()  # --fresh starts over
+
+
 @pytest.mark.slow
 def test_the_compact_ppo_learns_like_sb3_ppo_on_the_baseline_task(tmp_path: Path) -> None:
     """The check behind using a compact PPO for RND: without RND it learns the task as SB3's PPO does

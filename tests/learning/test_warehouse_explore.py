@@ -68,7 +68,12 @@ def test_reward_is_plus_one_at_the_goal_and_minus_one_on_a_collision() -> None:
     assert reward[0] == pytest.approx(1.0 - 0.001) and infos[0]["is_success"] and not infos[0]["is_collision"]
     assert reward[1] == pytest.approx(-1.0 - 0.001) and infos[1]["is_collision"] and not infos[1]["is_success"]
     assert "terminal_observation" in infos[0] and obs.shape == (2, 29)
-    assert not np.array_equal(env.sim.pose[0, :2], infos[0]["terminal_observation"][:2])  # auto-reset happened
+    # Auto-reset: both envs start a new episode at their new layout's start, and the returned observation
+    # is the new episode's, the terminal one only in the info.
+    assert (env.steps == 0).all()
+    for i in range(2):
+        np.testing.assert_allclose(env.sim.pose[i], env.layouts(int(env.seeds[i])).start)
+    assert not np.array_equal(obs[0], infos[0]["terminal_observation"])
 
 
 def test_training_never_draws_held_out_layouts_and_episodes_time_out() -> None:
