@@ -396,6 +396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    for name in ("seeds", "jobs"):  # as `navkit bench online-cbf` checks them: before any run, not after
+        if getattr(a, name) < 1:
+            p.error(f"--{name}: must be >= 1, got {getattr(a, name)}")
+    if any(n < 1 for n in a.agents or []):
+        p.error("--agents: every team size must be >= 1")
     r = run(parse_rows(a.scenario, a.agents), a.seeds, a.policy, jobs=a.jobs, progress=not a.json)
     print(to_json(r) if a.json else format_table(r))
     return 0

@@ -269,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--policy", type=Path, default=None)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    for name in ("seeds", "jobs"):  # as `navkit bench rnd-agv` checks them: before hours of training
+        if getattr(a, name) < 1:
+            p.error(f"--{name}: must be >= 1, got {getattr(a, name)}")
+    if a.steps < 1000:
+        p.error(f"--steps: must be >= 1000, got {a.steps}")
     r = run(a.methods, a.seeds, a.steps, out=a.out, jobs=a.jobs, policy=a.policy, progress=not a.json)
     print(to_json(r) if a.json else format_table(r))
     return 0

@@ -7,9 +7,14 @@ they are still obstacles to the others (``active`` says who is still travelling)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+
+DYNAMICS = ("single_integrator", "unicycle")
+"""The robot models a team may have."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,14 @@ class SwarmState:
     """The control period the team runs at (commands are held this long)."""
     dynamics: str = "single_integrator"
     """"single_integrator" or "unicycle" (then ``headings`` matter)."""
+
+    def __post_init__(self) -> None:
+        # Both reach the policy as features and the filter as its discrete-time step: a typo or a NaN
+        # here would silently become a wrong feature, so it is refused where the state is made.
+        if self.dynamics not in DYNAMICS:
+            raise ValueError(f"dynamics: expected one of {', '.join(DYNAMICS)}, got {self.dynamics!r}")
+        if not (math.isfinite(self.control_dt_s) and self.control_dt_s > 0):
+            raise ValueError(f"control_dt_s: must be a finite number > 0, got {self.control_dt_s!r}")
 
     @property
     def num_scenes(self) -> int:

@@ -137,7 +137,10 @@ def local_features(state: SwarmState, config: OnlineCbfPolicyConfig) -> LocalFea
     b, n = pos.shape[:2]
     bad = ~(np.isfinite(pos).all(-1) & np.isfinite(vel).all(-1) & np.isfinite(state.headings))
     pos0, vel0 = np.where(bad[..., None], 0.0, pos), np.where(bad[..., None], 0.0, vel)
-    offset = state.goals - pos0
+    # A robot with a non-finite goal falls back itself (counted) but is still a neighbour others must see.
+    goal_bad = ~np.isfinite(np.asarray(state.goals, float)).all(-1)
+    goals = np.where(goal_bad[..., None], pos0, state.goals)
+    offset = goals - pos0
     dist = np.linalg.norm(offset, axis=-1)
     ex = np.where(dist[..., None] > 1e-6, offset / np.maximum(dist, 1e-6)[..., None], np.array([1.0, 0.0]))
     ey = np.stack([-ex[..., 1], ex[..., 0]], axis=-1)
@@ -201,7 +204,7 @@ def local_features(state: SwarmState, config: OnlineCbfPolicyConfig) -> LocalFea
         obstacles[:, :, :ko] = obs
     ego, neighbours, obstacles = (np.clip(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0), -10.0, 10.0)
                                   for a in (ego, neighbours, obstacles))
-    return LocalFeatures(ego=ego, neighbours=neighbours, obstacles=obstacles, bad=bad)
+    return LocalFeatures(ego=ego, neighbours=neighbours, obstacles=obstacles, bad=bad | goal_bad)
 
 
 def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:

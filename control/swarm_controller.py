@@ -150,7 +150,6 @@ class SwarmController:
         shift = np.zeros((b, 1, 2))
         shift[:, 0, 0] = SCENE_SPACING_M * np.arange(b)
         m = state.obstacle_positions.shape[1]
-        obstacle_velocities = state.obstacle_velocities
         result = self.filter.filter(
             positions=(state.positions + shift).reshape(b * n, 2),
             headings=state.headings.reshape(b * n),
@@ -158,7 +157,7 @@ class SwarmController:
             alpha=alpha.reshape(b * n),
             obstacle_positions=(state.obstacle_positions + shift).reshape(b * m, 2) if m else None,
             obstacle_radii=state.obstacle_radii.reshape(b * m) if m else None,
-            obstacle_velocities=obstacle_velocities.reshape(b * m, 2) if m else None,
+            obstacle_velocities=state.obstacle_velocities.reshape(b * m, 2) if m else None,
         )
         return SwarmAction(u=result.u.reshape(b, n, 2), u_nom=u_nom, alpha=np.array(alpha),
                            status=result.status.reshape(b, n), min_h=result.min_h.reshape(b, n))

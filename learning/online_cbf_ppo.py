@@ -208,12 +208,15 @@ def train_ppo(cfg: PpoConfig) -> Path:
              * cfg.eval_every_steps if cfg.eval_every_steps else math.inf}
     best_file = run_dir / "best_score.txt"
     if cfg.resume and best_file.is_file():
-        state["best"] = float(best_file.read_text())
+        try:
+            state["best"] = float(best_file.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise TrainConfigError(str(best_file), "<file>", "not a number; use --fresh to start over") from None
 
     def evaluate() -> None:
         steps = int(model.num_timesteps)
         state["best"] = select(export_policy(model, cfg.policy), families + selection, cfg.eval_seeds, writer,
-                               steps // 1000, steps, state["best"], run_dir, print)
+                               steps // 1000, steps, state["best"], run_dir, print, rates_hz=cfg.rates_hz)
         best_file.write_text(repr(state["best"]))
         model.save(last)
 

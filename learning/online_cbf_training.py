@@ -5,8 +5,8 @@ CBF gain α from what it senses in its own goal frame. ES perturbs the whole par
 vector, scores each perturbed policy by what the *team* achieves (every robot home, no
 collision, fast), and steps along the rank-weighted perturbations: a team-level signal, no
 per-robot credit assignment, and no gradient through the QP. :mod:`navkit.learning.online_cbf_ppo`
-trains the same network by PPO; ``navkit bench online-cbf-training`` compares the two at equal
-environment steps.
+trains the same network by PPO; ``learning/configs/online_cbf_ppo_10M.yaml`` and this trainer's
+``online_cbf.yaml`` compare the two at equal environment steps (``navkit bench online-cbf --policy``).
 
 Generalisation is designed in: episodes come from scenario *families* with drawn team
 sizes, seeds and control rates (:mod:`navkit.learning.swarm_families`), and the model is
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from navkit.common.errors import ParameterError
+from navkit.common.errors import ParameterError, brief
 from navkit.common.params import config_from_params
 from navkit.common.swarm_state import SwarmState
 from navkit.common.yaml_file import read_yaml_file
@@ -295,20 +295,13 @@ def fitness_by_family(model: NeighbourhoodNet, pcfg: OnlineCbfPolicyConfig,
     return episode_fitness(rows, played, cfg), scores, env_steps(rows, played)
 
 
-def fitness(model: NeighbourhoodNet, pcfg: OnlineCbfPolicyConfig, groups: Sequence[Sequence[SwarmScenario]],
-            cfg: TrainConfig) -> tuple[float, int]:
-    """(team fitness over every episode, environment steps) of one parameter vector on these episodes."""
-    overall, _, steps = fitness_by_family(model, pcfg, groups, cfg)
-    return overall, steps
-
-
 def selection_score(policy: OnlineCbfPolicy, families: Sequence[Family], num_seeds: int,
-                    seed: int = 0) -> dict[str, dict[str, float]]:
+                    seed: int = 0, rates_hz: Sequence[float] = (10.0, 20.0, 50.0)) -> dict[str, dict[str, float]]:
     """The policy every tick on held-out seeds of each family (sizes and rates drawn as in training, from ``seed``)."""
     out: dict[str, dict[str, float]] = {}
     for k, fam in enumerate(families):
         rng = np.random.default_rng([seed, k])
-        groups = draw_groups([fam], num_seeds, [10.0, 20.0, 50.0], rng, seed_base=EVAL_SEED_BASE)
+        groups = draw_groups([fam], num_seeds, rates_hz, rng, seed_base=EVAL_SEED_BASE)
         rows, _ = play(policy, groups)
         out[fam.name] = {"success": float(np.mean([r.success for r in rows])),
                          "collisions": float(sum(r.collisions for r in rows)),
@@ -385,7 +378,16 @@ def train(config: TrainConfig) -> Path:
     theta = parameters_to_vector(model.parameters()).detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=cfg.learning_rate)
     if cfg.resume and last_path.is_file():
-        ck = torch.load(last_path, map_location="cpu", weights_only=True)
+        try:
+            ck = torch.load(last_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: say which, not a torch traceback
+            raise TrainConfigError(str(last_path), "<file>", f"unreadable checkpoint ({type(exc).__name__}); "
+                                   "use --fresh to start over") from None
+        saved = ck.get("config", {})
+        for key in ("hidden", "k_neighbours", "k_obstacles", "population", "seed"):  # what shapes theta and the RNG
+            if key in saved and key in asdict(cfg) and saved[key] != getattr(cfg, key):
+                raise TrainConfigError(str(run_dir), key, f"{brief(getattr(cfg, key))} differs from the checkpoint's "
+                                       f"{brief(saved[key])} in {last_path}; use --fresh (or another run_dir)")
         with torch.no_grad():
             theta.copy_(ck["theta"])
         optimizer.load_state_dict(ck["optimizer"])
@@ -448,7 +450,7 @@ def train(config: TrainConfig) -> Path:
             last_iteration = step == cfg.iterations or bool(cfg.max_env_steps and steps >= cfg.max_env_steps)
             if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last_iteration):
                 best = select(OnlineCbfPolicy(pcfg, model), families + selection, cfg.eval_seeds, writer, step,
-                              steps, best, run_dir, bar.write)
+                              steps, best, run_dir, bar.write, rates_hz=cfg.rates_hz)
             _save_checkpoint(last_path, theta, optimizer, step, rng, gen, best, steps, cfg)
             if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
                 _save_checkpoint(run_dir / f"iter_{step:04d}.pt", theta, optimizer, step, rng, gen, best, steps, cfg)
@@ -464,10 +466,11 @@ def train(config: TrainConfig) -> Path:
 
 
 def select(policy: OnlineCbfPolicy, families: Sequence[Family], eval_seeds: int, writer: object, step: int,
-           steps: int, best: float, run_dir: Path, log: object) -> float:
+           steps: int, best: float, run_dir: Path, log: object, rates_hz: Sequence[float] = (10.0, 20.0, 50.0)
+           ) -> float:
     """Model selection: score on held-out seeds of training and held-out families; save the policy as
     ``best_policy.pt`` when it beats ``best``; returns the new best score. Both trainers use it."""
-    result = selection_score(policy, families, eval_seeds)
+    result = selection_score(policy, families, eval_seeds, rates_hz=rates_hz)
     for name, r in result.items():
         for key, val in r.items():
             writer.add_scalar(f"eval/{name}/{key}", val, step)  # type: ignore[attr-defined]

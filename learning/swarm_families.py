@@ -55,14 +55,22 @@ class Family:
     def name(self) -> str:
         return self.spec.name
 
-    def draw(self, seed: int, rng: np.random.Generator, rate_hz: float | None = None) -> SwarmScenario:
-        """A concrete scene: the family at a drawn size (when resizable), ``seed``, and ``rate_hz``."""
-        n = None if self.agents is None else int(rng.integers(self.agents[0], self.agents[1] + 1))
+    def draw_size(self, rng: np.random.Generator) -> int | None:
+        """A team size from the family's range (None: the file's own count)."""
+        return None if self.agents is None else int(rng.integers(self.agents[0], self.agents[1] + 1))
+
+    def scene(self, seed: int, num_agents: int | None, rate_hz: float | None = None) -> SwarmScenario:
+        """The family with ``num_agents`` robots (the file's own team when its layout cannot be resized,
+        e.g. an explicit one), ``seed`` and ``rate_hz``."""
         try:
-            sc = self.spec.expand(seed=seed, num_agents=n)
-        except ScenarioError:  # e.g. an explicit layout: keep the file's own team
+            sc = self.spec.expand(seed=seed, num_agents=num_agents)
+        except ScenarioError:
             sc = self.spec.expand(seed=seed)
         return sc.at_rate(rate_hz) if rate_hz else sc
+
+    def draw(self, seed: int, rng: np.random.Generator, rate_hz: float | None = None) -> SwarmScenario:
+        """A concrete scene: the family at a drawn size (when resizable), ``seed``, and ``rate_hz``."""
+        return self.scene(seed, self.draw_size(rng), rate_hz)
 
 
 def parse_family(entry: str) -> Family:

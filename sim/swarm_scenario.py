@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from navkit.common.errors import brief
+from navkit.common.geometry import Pose2D, transform_points, wrap_angle
 from navkit.sim.scenario import (MAX_COORDINATE_M, MAX_GOAL_TOLERANCE_M, MAX_MAP_EXTENT_M, MAX_OBSTACLES, MAX_SEED,
                                  ScenarioError, _list, _Reader, read_scenario_yaml)
 
@@ -123,18 +124,16 @@ class SwarmScenario:
         together; tokens, radii and limits stay. A controller whose inputs are all relative gives the
         same outcome on the transformed scene (the benchmark's rotation rows check that).
         """
-        c, s = math.cos(angle_rad), math.sin(angle_rad)
-        rot = np.array([[c, -s], [s, c]])
-        shift = np.asarray(offset, dtype=float)
+        frame = Pose2D(float(offset[0]), float(offset[1]), angle_rad)
 
         def move(p: np.ndarray) -> np.ndarray:
-            return np.asarray(p, dtype=float).reshape(-1, 2) @ rot.T + shift
+            return transform_points(frame, p)
 
         x0, y0, x1, y1 = self.bounds
         corners = move(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]))
         starts = self.starts.copy()
         starts[:, :2] = move(starts[:, :2])
-        starts[:, 2] = np.arctan2(np.sin(starts[:, 2] + angle_rad), np.cos(starts[:, 2] + angle_rad))
+        starts[:, 2] = wrap_angle(starts[:, 2] + angle_rad)
         statics = self.static_obstacles.copy()
         statics[:, :2] = move(statics[:, :2])
         moving = tuple(MovingObstacle(start=tuple(move(ob.start)[0]), end=tuple(move(ob.end)[0]),  # type: ignore[arg-type]

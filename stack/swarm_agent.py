@@ -129,6 +129,9 @@ class SwarmAgent:
         self.scenario = scenario
         self.policy = policy
         self.goal = scenario.goals[config.robot_index].astype(float)
+        self.tokens = (np.asarray(scenario.priorities, float) if scenario.priorities is not None
+                       else np.zeros(scenario.num_agents))
+        """Every robot's tie-break token: part of the mission, as the goals are."""
         self.unicycle = scenario.dynamics == "unicycle"
         base = MultiAgentCbfConfig()
         cbf = replace(base, margin_m=base.margin_m + config.comm_margin_m)
@@ -166,8 +169,7 @@ class SwarmAgent:
         chosen = select_neighbours(position, self.neighbours, self.scenario.sensing_radius_m, stamp,
                                    self.config.stale_timeout_s)
         positions, velocities, headings, goals, active = [position], [velocity], [yaw], [self.goal], [not self.reached]
-        tokens = (self.scenario.priorities if self.scenario.priorities is not None
-                  else np.zeros(self.scenario.num_agents))
+        tokens = self.tokens
         priorities = [tokens[self.config.robot_index]]
         for j in chosen:
             s = self.neighbours[j]

@@ -58,7 +58,7 @@ class SwarmEnvConfig:
     rates_hz: tuple[float, ...] = ()
     """Control rates drawn per episode; empty: the file's."""
     episode_time_s: float = 0.0
-    """Episode time limit; 0: the scenario's."""
+    """Cap on each episode's time limit (s); 0: the scenario's limit."""
     policy: OnlineCbfPolicyConfig = field(default_factory=OnlineCbfPolicyConfig)
     """Observation layout (k nearest robots/obstacles, scales) and the action -> α map."""
 
@@ -78,7 +78,7 @@ class _Scenes:
     def __init__(self, family: Family, config: SwarmEnvConfig, num_scenes: int, seed: int) -> None:
         self.family, self.config = family, config
         self.rng = np.random.default_rng(seed)
-        self.num_agents = config.num_agents or family.draw(0, self.rng).num_agents
+        self.num_agents: int | None = config.num_agents or family.draw_size(self.rng)
         self.scenes = self._draw(num_scenes)
         self._start()
 
@@ -86,14 +86,11 @@ class _Scenes:
         rate = float(self.rng.choice(self.config.rates_hz)) if self.config.rates_hz else None
         scenes = []
         for _ in range(count):
-            seed = int(self.rng.integers(0, 2**31 - 1))
-            try:
-                sc = self.family.spec.expand(seed=seed, num_agents=self.num_agents)
-            except Exception:
-                sc = self.family.spec.expand(seed=seed)
-                self.num_agents = sc.num_agents
-            sc = sc.at_rate(rate) if rate else sc
-            scenes.append(replace(sc, time_limit_s=self.config.episode_time_s) if self.config.episode_time_s else sc)
+            sc = self.family.scene(int(self.rng.integers(0, 2**31 - 1)), self.num_agents, rate)
+            self.num_agents = sc.num_agents  # scenes stepped together share one team size
+            # Capped, as the ES trainer's episodes are (swarm_families.draw_groups): the same config, the same episodes.
+            cap = self.config.episode_time_s
+            scenes.append(replace(sc, time_limit_s=min(sc.time_limit_s, cap)) if cap else sc)
         return scenes
 
     def _start(self) -> None:

@@ -119,7 +119,9 @@ def test_features_are_bounded_and_absent_neighbours_are_zero() -> None:
     s = _state(3, b=2, n=3, m=2)
     f = local_features(s, cfg)
     assert f.ego.shape == (2, 3, 9) and f.neighbours.shape == (2, 3, cfg.k_neighbours, 11)
-    assert np.abs(f.flat()).max() <= 10.0
+    flat = f.flat()
+    assert np.isfinite(flat).all()
+    assert np.abs(flat).max() < 10.0  # strictly inside the final clip: no feature is off its scale
     assert (f.neighbours[:, :, 2:] == 0).all()  # only 2 other robots exist
     assert (f.obstacles[:, :, 2:] == 0).all()
 
@@ -146,10 +148,18 @@ def test_nan_in_the_state_gives_the_fallback_and_is_counted() -> None:
     assert policy.fallbacks == 1
     np.testing.assert_allclose(a[0], policy(s)[0], rtol=1e-6)  # the other scene is untouched
     assert policy.fallbacks == 1
+    goals = s.goals.copy()
+    goals[0, 3] = np.nan  # a robot without a usable goal falls back, is counted, and stays visible to others
+    no_goal = SwarmState(s.positions, s.headings, s.velocities, goals, s.active, s.obstacle_positions,
+                         s.obstacle_radii, s.obstacle_velocities, 0.0, s.priorities, s.control_dt_s, s.dynamics)
+    g = policy(no_goal)
+    assert np.isfinite(g).all() and g[0, 3] == policy.config.fallback_alpha and policy.fallbacks == 2
+    np.testing.assert_allclose(g[1], policy(s)[1], rtol=1e-6)
+    assert policy.fallbacks == 2
     with torch.no_grad():
         policy.model.action.bias.fill_(float("nan"))  # a broken network: every robot falls back
     out = policy(s)
-    assert (out == policy.config.fallback_alpha).all() and policy.fallbacks == 1 + out.size
+    assert (out == policy.config.fallback_alpha).all() and policy.fallbacks == 2 + out.size
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
@@ -202,3 +212,15 @@ def test_the_dense_fast_path_matches_torch_geometric_message_passing() -> None:
         s = _state(seed, b=b, n=n, m=m)
         fast, _ = policy.actions(s)
         np.testing.assert_allclose(fast, reference_actions(policy.model, s).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("change", [{"dynamics": "tricycle"}, {"control_dt_s": float("nan")},
+                                    {"control_dt_s": 0.0}, {"control_dt_s": float("inf")}])
+def test_a_state_with_unknown_dynamics_or_a_bad_control_period_is_refused(change: dict) -> None:
+    s = _state(0, b=1, n=2)
+    args = dict(positions=s.positions, headings=s.headings, velocities=s.velocities, goals=s.goals, active=s.active,
+                obstacle_positions=s.obstacle_positions, obstacle_radii=s.obstacle_radii,
+                obstacle_velocities=s.obstacle_velocities)
+    SwarmState(**args)  # the unchanged state is fine
+    with pytest.raises(ValueError, match=next(iter(change))):
+        SwarmState(**args, **change)

@@ -13,7 +13,7 @@ from navkit.control.online_cbf_policy import OnlineCbfPolicy, local_features
 from navkit.learning.online_cbf_training import (
     TrainConfig,
     TrainConfigError,
-    fitness,
+    fitness_by_family,
     load_config,
     load_families,
     new_model,
@@ -80,7 +80,7 @@ def _score(policy_path: Path, cfg: TrainConfig) -> float:
     families, _ = load_families(cfg, "test")
     groups = draw_groups(families, 8, cfg.rates_hz, np.random.default_rng(12345), seed_base=5_000_000,
                          episode_time_s=cfg.episode_time_s)
-    return fitness(policy.model, policy_config(cfg), groups, cfg)[0]
+    return fitness_by_family(policy.model, policy_config(cfg), groups, cfg)[0]
 
 
 def test_short_es_training_improves_on_its_starting_policy(tmp_path: Path) -> None:
@@ -114,6 +114,16 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
     b = OnlineCbfPolicy.load(resumed).model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_resuming_with_another_network_or_a_damaged_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = _tiny(tmp_path / "run", iterations=1)
+    train(cfg)
+    with pytest.raises(TrainConfigError, match="hidden.*--fresh"):
+        train(replace(cfg, iterations=2, hidden=cfg.hidden * 2))
+    (Path(cfg.run_dir) / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainConfigError, match="last.pt: <file>: unreadable"):
+        train(replace(cfg, iterations=2))
 
 
 def test_env_step_budget_stops_training(tmp_path: Path) -> None:
