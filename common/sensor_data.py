@@ -3,8 +3,10 @@
 They mirror the ROS 2 messages (nav_msgs/Odometry, sensor_msgs/LaserScan,
 sensor_msgs/Image) closely enough that the node adapters convert field by field, but
 they carry numpy arrays and float seconds so algorithms never import ROS.
-Frames follow REP-105: odometry is ``odom -> base_link``; the lidar sits on the
-base's vertical axis, so scan points in the sensor frame are base_link x/y.
+Frames follow REP-105: odometry is ``odom -> base_link``. A scan carries its sensor's mount
+(``base_link <- scan frame``, from the robot description or ``/tf_static``) so an offset,
+rotated or upside-down lidar puts its points where they really are; a scan without a mount
+is taken to sit on the base's vertical axis (scan x/y are base_link x/y).
 """
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ class LaserScan:
     range_max: float
     ranges: np.ndarray
     frame_id: str = "base_scan"
+    mount: RigidTransform | None = None
+    """``base_link <- frame_id``: where the lidar sits on the robot (None: on the base's vertical axis)."""
 
     @property
     def angles(self) -> np.ndarray:
@@ -105,6 +109,20 @@ class LaserScan:
         ok = (r >= self.range_min) & (r < min(self.range_max, max_range_m))
         r, a = r[ok], a[ok]
         return np.stack([r * np.cos(a), r * np.sin(a)], axis=1)
+
+    def points_base(self, *, too_close_as_hits: bool = False, max_range_m: float = math.inf,
+                    stride: int = 1) -> np.ndarray:
+        """Hit points (N, 2) in base_link: :meth:`points_xy` moved through the sensor's mount.
+
+        The full 3-D mount is applied and the result projected onto the floor plane, so a
+        lidar mounted upside down (roll = pi) mirrors its scan as it physically does. The
+        range limit still applies to the range measured by the sensor.
+        """
+        pts = self.points_xy(too_close_as_hits=too_close_as_hits, max_range_m=max_range_m, stride=stride)
+        if self.mount is None:
+            return pts
+        xyz = np.column_stack([pts, np.zeros(len(pts))])
+        return self.mount.apply(xyz)[:, :2]
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,10 @@ class CbfFilterConfig:
     """A command or scan older (or from further in the future) than this is refused and the
     robot stops: acting on old data is driving blind."""
     scan_frame_id: str = "base_scan"
-    """The frame the scan must be in (the lidar on the base's vertical axis); a scan in any
-    other frame is refused, since its points would put the barriers in the wrong place.
-    Empty accepts any frame."""
+    """The frame a scan *without a mount* must be in (the lidar on the base's vertical axis);
+    a mount-less scan in any other frame is refused, since its points would put the barriers
+    in the wrong place. Scans that carry their mount (from TF) are placed by it. Empty accepts
+    any frame."""
     max_invalid_ray_fraction: float = 0.1
     """Largest share of rays with invalid readings (finite but outside [range_min, range_max])
     a scan may hold and still be used; those rays show nothing, so beyond this the scan is
@@ -213,7 +214,7 @@ class CbfSafetyFilter:
         """
         if self._cached_scan is scan:
             return self._cached_rows
-        A_cbf, b_cbf, h = self._barrier_rows(scan.points_xy(too_close_as_hits=True))
+        A_cbf, b_cbf, h = self._barrier_rows(scan.points_base(too_close_as_hits=True))
         rows = (np.vstack([A_cbf, self._box_A]), np.concatenate([b_cbf, self._box_b]),
                 float(h.min()) if h.size else math.inf)
         self._cached_scan, self._cached_rows = scan, rows
@@ -229,6 +230,24 @@ class CbfSafetyFilter:
             solve_time_s=time.perf_counter() - t0,
             detail=detail,
         )
+
+    def _frame_problem(self, scan: LaserScan) -> str | None:
+        """Why the scan's points cannot be placed on the robot, or None.
+
+        A scan with a mount (``base_link <- scan frame``, from TF) is placed by it, whatever
+        its frame; one without must be in ``scan_frame_id``, the frame documented to sit on
+        the base's vertical axis. Anything else would put the barriers in the wrong place.
+        """
+        mount = scan.mount
+        if mount is not None:
+            if mount.parent_frame != "base_link" or mount.child_frame != scan.frame_id:
+                return (f"scan mount is {mount.parent_frame!r} <- {mount.child_frame!r}, "
+                        f"expected 'base_link' <- {scan.frame_id!r}")
+            return None
+        expected = self.config.scan_frame_id
+        if expected and scan.frame_id != expected:
+            return f"scan in frame {scan.frame_id!r} with no transform to base_link (expected {expected!r})"
+        return None
 
     def _is_stale(self, stamp: float, now: float) -> bool:
         return not is_fresh(stamp, now, self.config.stale_timeout_s)
@@ -254,8 +273,8 @@ class CbfSafetyFilter:
             return self._refuse(FilterStatus.NO_SCAN, now, t0, "no scan yet")
         if scan is not self._cached_scan:
             problem = scan.problem(c.max_invalid_ray_fraction)
-            if problem is None and c.scan_frame_id and scan.frame_id != c.scan_frame_id:
-                problem = f"scan in frame {scan.frame_id!r}, expected {c.scan_frame_id!r}"
+            if problem is None:
+                problem = self._frame_problem(scan)
             if problem is not None:
                 s.invalid_input += 1
                 return self._refuse(FilterStatus.INVALID_INPUT, now, t0, problem)

@@ -63,8 +63,17 @@ def sector_ranges(scan: LaserScan, num_rays: int, range_max: float) -> np.ndarra
     r = np.asarray(scan.ranges, dtype=float)
     r = np.where(r == -np.inf, 0.0, np.where(np.isfinite(r) & (r >= scan.range_min), np.minimum(r, range_max),
                                              range_max))
+    bearings = scan.angles
+    if scan.mount is not None:
+        # An offset or turned lidar: each ray's bearing and hit distance as seen from base_link.
+        # (No-return rays sit at range_max here, far points in their direction; too-close ones stay 0.)
+        d = np.stack([np.cos(bearings), np.sin(bearings), np.zeros(len(r))], axis=1)
+        base_dirs = d @ scan.mount.matrix.T
+        bearings = np.arctan2(base_dirs[:, 1], base_dirs[:, 0])
+        base_pts = scan.mount.apply(d * r[:, None])[:, :2]
+        r = np.where(r > 0.0, np.minimum(np.hypot(base_pts[:, 0], base_pts[:, 1]), range_max), 0.0)
     # + 1e-6: a ray exactly on a sector's first bearing belongs to it despite rounding.
-    sector = np.floor((wrap_angle(scan.angles) + math.pi) * (num_rays / (2.0 * math.pi)) + 1e-6).astype(int)
+    sector = np.floor((wrap_angle(bearings) + math.pi) * (num_rays / (2.0 * math.pi)) + 1e-6).astype(int)
     sector %= num_rays
     if np.bincount(sector, minlength=num_rays).min() == 0:
         return None

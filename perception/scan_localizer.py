@@ -182,7 +182,7 @@ class ScanLocalizer:
 
     # ------------------------------------------------------------------ matching
     def _scan_points(self, scan: LaserScan) -> np.ndarray:
-        return scan.points_xy(max_range_m=self.config.max_range_m, stride=self.config.point_stride)
+        return scan.points_base(max_range_m=self.config.max_range_m, stride=self.config.point_stride)
 
     def update(self, scan: LaserScan, odom_pose: Pose2D) -> LocalizationResult:
         """Match one scan taken at ``odom_pose`` and, if trustworthy, move the correction."""

@@ -19,6 +19,6 @@ def scan_to_world_points(scan: LaserScan, pose: Pose2D, *, max_range_m: float | 
     ``max_range_m`` drops far returns: they are noisy and the planner only needs what
     can block the next few metres of its path.
     """
-    pts = scan.points_xy(max_range_m=math.inf if max_range_m is None else max_range_m)
+    pts = scan.points_base(max_range_m=math.inf if max_range_m is None else max_range_m)
     c, s = np.cos(pose.yaw), np.sin(pose.yaw)
     return np.stack([pose.x + c * pts[:, 0] - s * pts[:, 1], pose.y + s * pts[:, 0] + c * pts[:, 1]], axis=1)

@@ -121,7 +121,7 @@ def build_mjcf(sc: Scenario) -> str:
       <geom name="heading" type="box" pos="{_f(rm.radius_m * 0.55, 0, 0.205)}" size="{_f(rm.radius_m * 0.35, 0.04, 0.005)}" mass="0.01" rgba="0.2 0.2 0.2 1" group="{ROBOT_GROUP}" contype="0" conaffinity="0"/>
       <geom name="caster_front" type="sphere" pos="{_f(rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" solref="0.05 1" group="{ROBOT_GROUP}"/>
       <geom name="caster_back" type="sphere" pos="{_f(-rm.radius_m * 0.7, 0, caster_r - axle_z)}" size="{caster_r}" mass="0.2" condim="1" priority="1" solref="0.05 1" group="{ROBOT_GROUP}"/>
-      <site name="lidar" pos="{_f(0, 0, lidar.height_m - axle_z)}"/>
+      <site name="lidar" pos="{_f(lidar.x_m, lidar.y_m, lidar.height_m - axle_z)}"/>
       <camera name="front_camera" pos="{_f(*camera_mount(sc))}" xyaxes="0 -1 0 0 0 1" fovy="{cam.fov_deg}"/>
       <body name="wheel_left" pos="{_f(0, wheel_y, 0)}">
         <joint name="wheel_left" type="hinge" axis="0 1 0" damping="0.05" armature="0.02"/>

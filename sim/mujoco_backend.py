@@ -55,6 +55,11 @@ class MujocoRobot:
         self._angle_inc = fov / lidar.num_rays if full_circle else fov / max(lidar.num_rays - 1, 1)
         self._angle_min = -fov / 2.0 if not full_circle else -math.pi
         self._ray_angles = self._angle_min + self._angle_inc * np.arange(lidar.num_rays)
+        # Each ray's direction on base_link, through the lidar's mount (offset, turned or upside down).
+        self._scan_mount = lidar.mount()
+        sensor_dirs = np.stack([np.cos(self._ray_angles), np.sin(self._ray_angles), np.zeros(lidar.num_rays)], axis=1)
+        base_dirs = sensor_dirs @ self._scan_mount.matrix.T
+        self._ray_base_angles = np.arctan2(base_dirs[:, 1], base_dirs[:, 0])
         self._geomgroup = np.zeros(6, dtype=np.uint8)
         self._geomgroup[OBSTACLE_GROUP] = 1
         self._ray_geomid = np.zeros(lidar.num_rays, dtype=np.int32)
@@ -113,7 +118,7 @@ class MujocoRobot:
         lidar = self.scenario.sensors.lidar
         pnt = self.data.site_xpos[self._lidar_site].copy()
         yaw = self.true_pose().yaw
-        world = self._ray_angles + yaw
+        world = self._ray_base_angles + yaw
         vec = np.stack([np.cos(world), np.sin(world), np.zeros_like(world)], axis=1).ravel()
         mujoco.mj_multiRay(self.model, self.data, pnt, vec, self._geomgroup, 1, self._base_body,
                            self._ray_geomid, self._ray_dist, None, lidar.num_rays, lidar.range_max_m)
@@ -123,7 +128,7 @@ class MujocoRobot:
         ranges[~hit | (ranges >= lidar.range_max_m)] = np.inf
         return LaserScan(stamp=self.now(), angle_min=self._angle_min, angle_increment=self._angle_inc,
                          range_min=lidar.range_min_m, range_max=lidar.range_max_m,
-                         ranges=ranges.astype(np.float32))
+                         ranges=ranges.astype(np.float32), mount=self._scan_mount)
 
     def read_camera(self) -> CameraImage | None:
         cam = self.scenario.sensors.camera
