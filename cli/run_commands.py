@@ -6,6 +6,7 @@ and a run that ends early still leaves its metrics (marked aborted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ def add_run_options(p: argparse.ArgumentParser, *, default_out: str) -> None:
     p.add_argument("--record", type=Path, default=None, metavar="BAG.mcap",
                    help="record odom, scan, cmd_vel and camera (2 Hz) as a ROS 2 bag (MCAP), readable by "
                         "rosbags and Foxglove")
+    p.add_argument("--robot", choices=("mujoco", "pybullet"), default=None,
+                   help="simulator for a single-robot scenario, as robot:= in a launch (default: the scenario's "
+                        "'backend', mujoco unless it names another)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
 
@@ -89,6 +93,8 @@ def run_scenario(scenario_path: Path, args: argparse.Namespace) -> int:
     scenario = load_scenario(scenario_path)
     if args.seed is not None:
         scenario = scenario.with_overrides(seed=args.seed)
+    if getattr(args, "robot", None):
+        scenario = dataclasses.replace(scenario, backend=args.robot)
     registry = default_registry()
     stack = load_stack_config(args.params or scenario.params or DEFAULT_PARAMS_FILE, registry=registry)
     robot = _make_robot(scenario, stack, registry)
@@ -124,6 +130,8 @@ def run_swarm(scenario_path: Path, args: argparse.Namespace) -> int:
 
     if args.record is not None:
         raise NavkitError(f"{scenario_path}: --record: bag recording is not available for swarm scenarios")
+    if getattr(args, "robot", None):
+        raise NavkitError(f"{scenario_path}: --robot: swarm scenarios choose their simulator with swarm_backend")
     if args.params is not None:
         raise NavkitError(f"{args.params}: --params: swarm scenarios are configured by their own file "
                           "(--alpha / --policy choose the CBF gains)")

@@ -27,10 +27,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from navkit.common.errors import FieldError, brief
+from navkit.common.geometry import RigidTransform
 from navkit.common.yaml_file import read_yaml_file
 
-KNOWN_BACKENDS = ("mujoco",)
-"""Simulator backends this build can run (PyBullet comes with its own issue)."""
+KNOWN_BACKENDS = ("mujoco", "pybullet")
+"""Simulator backends a scenario may name (``backend:``); ``navkit run --robot`` overrides it."""
 
 # Bounds that protect memory and CPU: a typo must be an error naming the bound, not an
 # hour of ray casting or a 30 GB occupancy grid.
@@ -106,7 +107,12 @@ class Cylinder:
 
 @dataclass(frozen=True)
 class LidarConfig:
-    """A planar 360° lidar on the robot's vertical axis."""
+    """A planar lidar; by default a 360° one on the robot's vertical axis.
+
+    ``x_m``/``y_m``/``yaw_deg``/``upside_down`` place it elsewhere on base_link, as real
+    robots mount them (at a front corner, turned, hung under a deck); the scan then carries
+    that mount and every consumer places its points by it.
+    """
 
     num_rays: int = 180
     fov_deg: float = 360.0
@@ -115,11 +121,25 @@ class LidarConfig:
     rate_hz: float = 10.0
     noise_std_m: float = 0.01
     height_m: float = 0.3
+    x_m: float = 0.0
+    y_m: float = 0.0
+    yaw_deg: float = 0.0
+    upside_down: bool = False
+    """Mounted with its top facing the floor (roll = 180°): its scan turns the other way."""
+
+    def mount(self, frame_id: str = "base_scan") -> RigidTransform:
+        """``base_link <- frame_id``: the lidar's pose on the robot."""
+        yaw = math.radians(self.yaw_deg)
+        q_yaw = (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
+        # Roll by pi about x after the yaw: q = q_yaw * q_roll with q_roll = (1, 0, 0, 0).
+        q = (q_yaw[3], q_yaw[2], 0.0, 0.0) if self.upside_down else q_yaw
+        return RigidTransform((self.x_m, self.y_m, self.height_m), q, "base_link", frame_id)
 
     BOUNDS: ClassVar[dict[str, tuple[float, float, bool]]] = {
         "num_rays": (1, 10_000, False), "fov_deg": (0.0, 360.0, True), "range_min_m": (0.0, 10.0, False),
         "range_max_m": (0.0, 200.0, True), "rate_hz": (0.0, 100.0, True), "noise_std_m": (0.0, 1.0, False),
-        "height_m": (0.0, 5.0, True)}
+        "height_m": (0.0, 5.0, True), "x_m": (-5.0, 5.0, False), "y_m": (-5.0, 5.0, False),
+        "yaw_deg": (-360.0, 360.0, False)}
     """(low, high, low exclusive) per field, checked when a scenario is read."""
 
 

@@ -223,9 +223,9 @@ MORE_BAD_INPUTS: dict[str, tuple[Callable[[Path], list[Any]], tuple[str, ...]]] 
         t, "d.yaml", PARAMS.read_text().replace("filter_on_scan: true", "filter_on_scan: true\n    safety_filter.alpha: 2.0")
     )], ("safety_filter.alpha", "given twice")),
     "use_sim_time a string": (lambda t: ["run", SHORT_AISLE, "--params", _text(
-        t, "u.yaml", PARAMS.read_text().replace("use_sim_time: true", "use_sim_time: \"true\"", 1))], ("use_sim_time",)),
+        t, "u.yaml", PARAMS.read_text().replace("planner:\n  ros__parameters:\n", "planner:\n  ros__parameters:\n    use_sim_time: \"true\"\n", 1))], ("use_sim_time",)),
     "unknown robot backend": (lambda t: ["run", SHORT_AISLE, "--params", _text(
-        t, "b.yaml", PARAMS.read_text().replace("backend: mujoco", "backend: pybullet"))], ("backend", "mujoco")),
+        t, "b.yaml", PARAMS.read_text().replace("backend: mujoco", "backend: gazebo"))], ("backend", "mujoco")),
     "--params on a swarm": (lambda t: ["run", SWAP, "--params", PARAMS], ("--params",)),
     "policy file is text": (lambda t: ["run", SWAP, "--policy", _text(t, "p.pt", "hello")], ("p.pt", "not a torch")),
     "train iterations 0": (lambda t: ["train", "online-cbf", "--config", _text(t, "i.yaml", "iterations: 0\n")],
