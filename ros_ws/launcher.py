@@ -64,7 +64,7 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 10 * HEARTBEAT_PERIOD_S
 
 PACKAGE = "navkit"
 _ENTITY_KEYS = {
-    "arg": {"name", "default", "description", "choices", "if", "unless"},
+    "arg": {"name", "default", "description", "choice", "if", "unless"},
     "let": {"name", "value", "if", "unless"},
     "node": {"pkg", "exec", "name", "namespace", "output", "on_exit", "param", "remap", "args", "if", "unless"},
     "group": {"scoped", "forwarding", "children", "if", "unless"},
@@ -146,8 +146,19 @@ class _Scope:
 
 
 def package_share_dir() -> Path:
-    """What ``$(find-pkg-share navkit)`` means here: the ``navkit.ros_ws`` package folder."""
-    return Path(__file__).resolve().parent
+    """What ``$(find-pkg-share navkit)`` means here, so that ``launch/``, ``config/``, ``scenarios/``
+    and ``policies/`` under it resolve wherever this module runs from.
+
+    Installed as a ROS 2 package (``colcon build``, or a pip wheel into an environment), this module
+    lies under an install prefix whose ament index lists navkit: the answer is ``<prefix>/share/navkit``,
+    as for ``ros2 launch``. In a source checkout it is the ``navkit.ros_ws`` package folder, which holds
+    ``launch/`` and ``config/`` and links ``scenarios`` and ``policies`` to the checkout's folders.
+    """
+    here = Path(__file__).resolve().parent
+    for prefix in here.parents:
+        if (prefix / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE).is_file():
+            return prefix / "share" / PACKAGE
+    return here
 
 
 def parse_launch_file(path: str | Path, args: Mapping[str, str] | None = None) -> list[NodeSpec]:
@@ -228,9 +239,13 @@ def _parse_arg(body: dict[str, Any], scope: _Scope, at: str) -> None:
             raise LaunchError(str(scope.file), f"{at}.{name}",
                               f"required launch argument not given; pass {name}:=VALUE")
         scope.variables[name] = _text(body["default"], scope, f"{at}.default")
-    choices = body.get("choices")
+    # ROS 2's YAML frontend spells allowed values ``choice: [{value: a}, {value: b}]``.
+    choices = body.get("choice")
     if choices is not None:
-        allowed = [_text(c, scope, f"{at}.choices") for c in (choices if isinstance(choices, list) else [choices])]
+        entries = choices if isinstance(choices, list) else [choices]
+        if not all(isinstance(c, dict) and set(c) == {"value"} for c in entries):
+            raise LaunchError(str(scope.file), f"{at}.choice", "expected a list of {value: ...} entries")
+        allowed = [_text(c["value"], scope, f"{at}.choice") for c in entries]
         if scope.variables[name] not in allowed:
             raise LaunchError(str(scope.file), f"{at}.{name}",
                               f"value {brief(scope.variables[name])} is not one of {', '.join(allowed)}")

@@ -15,6 +15,25 @@ PYPROJECT = REPO / "pyproject.toml"
 REQUIRED_EXEC_DEPENDS = ("rclpy", "geometry_msgs", "nav_msgs", "sensor_msgs", "std_msgs", "rosgraph_msgs",
                          "visualization_msgs")
 ROS_PYPI_PREFIX = "ros-kilted-"
+# rosdep keys (rosdep's python list) that a navkit dependency can resolve to, and the PyPI
+# distribution each stands for: an <exec_depend>/<test_depend> on python3-* must be one of these,
+# and pyproject.toml must depend on the same distribution.
+ROSDEP_PYTHON_KEYS = {
+    "python3-numpy": "numpy",
+    "python3-scipy": "scipy",
+    "python3-yaml": "pyyaml", "python3-serial": "pyserial",
+    "python3-matplotlib": "matplotlib",
+    "python3-imageio": "imageio",
+    "python3-tqdm": "tqdm",
+    "python3-catkin-pkg": "catkin-pkg",
+    "python3-torch": "torch",
+    "python3-pytest": "pytest",
+}
+# ROS 2 packages navkit can use that no PyPI wheel provides (so pyproject.toml cannot list them).
+ROS_PACKAGES_NOT_ON_PYPI = {
+    "tf2_msgs": "the bridge publishes /tf when a ROS 2 install provides tf2_msgs",
+}
+_ROS_PACKAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +93,26 @@ def test_every_ros_message_dependency_in_pyproject_is_an_exec_depend(package: Pa
 def test_no_duplicate_dependencies(package: Package) -> None:
     names = [d.name for d in package.exec_depends]
     assert len(names) == len(set(names))
+
+
+def _pypi_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s<>=!~;\[]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_every_dependency_is_a_rosdep_key_or_ros_package_that_pyproject_agrees_with(package: Package) -> None:
+    """rosdep must resolve every <exec_depend>/<test_depend>: a python3-* key stands for a PyPI
+    dependency of pyproject.toml; any other name is a ROS 2 package, which pyproject.toml installs
+    as ros-kilted-NAME unless no wheel exists (ROS_PACKAGES_NOT_ON_PYPI)."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    runtime = _pypi_names(project["dependencies"])
+    tests = runtime | _pypi_names(project["optional-dependencies"]["test"])
+    for deps, pypi, kind in ((package.exec_depends, runtime, "exec_depend"), (package.test_depends, tests, "test_depend")):
+        for dep in deps:
+            if dep.name.startswith("python3-"):
+                assert dep.name in ROSDEP_PYTHON_KEYS, f"<{kind}>{dep.name}: not a rosdep key navkit knows"
+                assert ROSDEP_PYTHON_KEYS[dep.name] in pypi, \
+                    f"<{kind}>{dep.name}: pyproject.toml does not depend on {ROSDEP_PYTHON_KEYS[dep.name]}"
+            else:
+                assert _ROS_PACKAGE_NAME.fullmatch(dep.name), f"<{kind}>{dep.name}: not a ROS package name"
+                assert f"{ROS_PYPI_PREFIX}{dep.name.replace('_', '-')}" in pypi or dep.name in ROS_PACKAGES_NOT_ON_PYPI, \
+                    f"<{kind}>{dep.name}: pyproject.toml has no {ROS_PYPI_PREFIX}{dep.name.replace('_', '-')}"
