@@ -1,7 +1,9 @@
 """ROS 2 latency of the safety filter node: ``scan`` published -> the ``cmd_vel`` it causes received.
 
 The filter node runs as its own process (``use_sim_time`` false, the shipped parameter
-file, loopback-only discovery on a private domain), exactly as in the launch. This
+file, loopback-only discovery on a private domain), as in the launch: a lifecycle node,
+brought to active by its ``autostart`` parameter, scans arriving best effort (SensorDataQoS)
+as a lidar driver publishes them. This
 process publishes one nominal ``cmd_vel_nav`` (v = 0.5 m/s), then ``scan`` messages at
 ``rate_hz``: 180 rays over 360° in an aisle with a box 1.5 m ahead, so each scan gives the
 filter a real constrained QP. With ``filter_on_scan`` the node re-filters on every scan;
@@ -111,7 +113,8 @@ def run(n_scans: int = 500, rate_hz: float = 50.0, *, domain_id: int | None = No
         log = Path(tmp) / "safety_filter.log"
         with log.open("wb") as f:
             proc = subprocess.Popen(
-                _FILTER_ARGV + ["--ros-args", "--params-file", str(params_file), "-p", "use_sim_time:=false"],
+                _FILTER_ARGV + ["--ros-args", "--params-file", str(params_file), "-p", "use_sim_time:=false",
+                                "-p", "autostart:=true"],
                 stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
             with _env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"):
@@ -128,7 +131,7 @@ def _ping_pong(n_scans: int, rate_hz: float, domain: int, node_alive: Callable[[
     import rclpy
     from geometry_msgs.msg import TwistStamped
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import LaserScan
 
@@ -144,10 +147,10 @@ def _ping_pong(n_scans: int, rate_hz: float, domain: int, node_alive: Callable[[
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         replies.append((t, stamp, msg.twist.linear.x, msg.twist.angular.z))
 
-    qos = QoSProfile(depth=10)  # the filter node's own QoS
+    qos = QoSProfile(depth=10)  # the filter node's own QoS for commands
     node.create_subscription(TwistStamped, "cmd_vel", on_cmd, qos)
     cmd_pub = node.create_publisher(TwistStamped, "cmd_vel_nav", qos)
-    scan_pub = node.create_publisher(LaserScan, "scan", qos)
+    scan_pub = node.create_publisher(LaserScan, "scan", qos_profile_sensor_data)  # as a lidar driver publishes
 
     scan = LaserScan()
     scan.header.frame_id = "base_scan"

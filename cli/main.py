@@ -17,6 +17,7 @@ from navkit.common.json_output import to_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_SCENARIO = REPO_ROOT / "scenarios" / "warehouse_demo.yaml"
+SHORT_AISLE = REPO_ROOT / "scenarios" / "short_aisle.yaml"
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -65,6 +66,17 @@ def _bench(args: argparse.Namespace) -> int:
                                       rates_hz=args.rates or online_cbf_bench.RATES_HZ, jobs=args.jobs,
                                       progress=not args.json)
         print(to_json(result) if args.json else online_cbf_bench.format_table(result))
+    elif args.which == "backends":
+        from navkit.benchmarks import backend_bench
+
+        scenario = args.scenario[0] if args.scenario else SHORT_AISLE
+        result = backend_bench.run(scenario, seeds=args.seeds or 3)
+        print(to_json(result) if args.json else backend_bench.format_table(result))
+    elif args.which == "serial-base":
+        from navkit.benchmarks import serial_base_bench
+
+        result = serial_base_bench.run(n=args.n, seed=args.seed)
+        print(to_json(result) if args.json else serial_base_bench.format_table(result))
     return 0
 
 
@@ -180,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("launch", help="run a ROS 2 YAML launch file as separate ROS 2 processes "
                                   "(navkit launch --help for its options)", add_help=False)
+    sub.add_parser("record", help="record the live ROS 2 graph into an MCAP bag (navkit record --help)",
+                   add_help=False)
 
     bench = sub.add_parser("bench", help="benchmarks that print tables",
                            description="qp: safety-filter QP fast path vs cvxpy (and OSQP); closed-loop: simulated "
@@ -191,9 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                                        "time-to-goal, path ratio) and policy+QP cost per agent; rnd-agv: PPO vs PPO + "
                                        "RND on sparse-reward warehouse navigation (trains --seeds runs per method, "
                                        "hours on 2 cores; learning curves PNG in out/bench_rnd_agv) and the policy "
-                                       "in MuJoCo vs A* + pure pursuit.")
+                                       "in MuJoCo vs A* + pure pursuit; backends: MuJoCo vs PyBullet on one scenario "
+                                       "(real-time factor, physics and sensor cost, cross-simulator trajectory "
+                                       "difference); serial-base: command-to-wheel latency of the RoboClaw serial "
+                                       "driver against its emulator (--n commands).")
     bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "ros-faults", "online-cbf", "envs",
-                                         "rnd-agv"])
+                                         "rnd-agv", "backends", "serial-base"])
     bench.add_argument("--steps", type=int_in(1000, 10**10), default=None,
                        help="rnd-agv: environment steps per training run (default: 1.5 M)")
     bench.add_argument("--json", action="store_true", help="machine-readable output")
@@ -252,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["record"]:
+        # The live recorder owns its arguments (OUT.mcap --topic ... --ros-args ...).
+        from navkit.ros_ws.live_recorder import main as record_main
+
+        return record_main(argv[1:])
     if argv[:1] == ["launch"]:
         # The launcher owns its arguments (FILE name:=value ..., --help, --print).
         from navkit.ros_ws.launcher import main as launch_main

@@ -68,8 +68,9 @@ class RobotBackend(Protocol):
     def read_odometry(self) -> Odometry:
         """Wheel odometry, odom -> base_link (REP-105)."""
 
-    def read_scan(self) -> LaserScan:
-        """The latest planar lidar scan."""
+    def read_scan(self) -> LaserScan | None:
+        """The latest planar lidar scan (with its mount), or None when the lidar has its own driver
+        (a real base: the scan then arrives on ``scan`` from that driver)."""
 
     def read_camera(self) -> CameraImage | None:
         """The latest camera image (with intrinsics and mount), or None when the robot has no camera."""

@@ -14,6 +14,7 @@ errors naming the file and the dotted parameter.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,22 @@ class BridgeConfig:
     """ROS 2 wiring only: where the bridge writes metrics.json when the run ends (empty: nowhere)."""
     publish_camera: bool = True
     """Publish camera/image_raw at the scenario's camera rate."""
+    pose_covariance_diagonal: tuple[float, ...] = (1e-3, 1e-3, 1e6, 1e6, 1e6, 1e-2)
+    """Odometry pose covariance diagonal (x, y, z, roll, pitch, yaw), as diff_drive_controller's
+    parameter of that name: a planar base knows nothing of z/roll/pitch (1e6: "unknown"), and an
+    EKF fusing this odometry weighs it by these numbers, so zeros ("perfect") would be a lie."""
+    twist_covariance_diagonal: tuple[float, ...] = (1e-3, 1e-3, 1e6, 1e6, 1e6, 1e-2)
+    """Odometry twist covariance diagonal (vx, vy, vz, wx, wy, wz)."""
 
     def __post_init__(self) -> None:
         for name, low, high in (("control_rate_hz", 1.0, 1000.0), ("cmd_timeout_s", 0.01, 10.0),
                                 ("real_time_factor", 0.01, 100.0)):
             if not low <= getattr(self, name) <= high:
                 raise ValueError(f"{name}: must be in [{low:g}, {high:g}], got {getattr(self, name)}")
+        for name in ("pose_covariance_diagonal", "twist_covariance_diagonal"):
+            diagonal = getattr(self, name)
+            if len(diagonal) != 6 or not all(math.isfinite(v) and v > 0.0 for v in diagonal):
+                raise ValueError(f"{name}: must be 6 finite numbers > 0, got {list(diagonal)}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,9 @@ class ControllerNodeConfig:
 class SafetyFilterNodeConfig:
     filter_on_scan: bool = True
     """Re-filter the last nominal command as soon as a new scan arrives (lowest latency)."""
+    cmd_vel_stamped: bool = True
+    """Publish ``cmd_vel`` as geometry_msgs/TwistStamped (true) or plain Twist (false), whichever the
+    robot's driver takes (launch argument ``cmd_vel_stamped``)."""
 
 
 @dataclass(frozen=True)
@@ -112,11 +126,27 @@ NODE_NAMES = {"bridge": "robot_bridge", "planner": "planner", "controller": "con
 """Node names: the parameter file's sections and the launch file's ``name`` fields."""
 
 
-def bridge_from_params(params: dict[str, Any], source: str, registry: PluginRegistry) -> BridgeConfig:
-    check_groups(params, set(), source)
+def bridge_from_params(params: dict[str, Any], source: str,
+                       registry: PluginRegistry) -> tuple[BridgeConfig, PluginChoice]:
+    """The bridge's settings and its robot backend, configured from the section named after it.
+
+    One parameter file serves every robot: each ``robot_backend`` plugin with parameters reads
+    a section of its own name (``serial_base: {port: /dev/ttyACM0}``), and ``backend`` (the
+    launch argument ``robot:=``) picks which one is built. Every section present is checked,
+    so a typo in the serial settings fails in simulation too, not first on the robot.
+    """
+    backends = registry.names("robot_backend")
+    check_groups(params, set(backends), source)
     cfg = config_from_params(BridgeConfig, params, source)
     registry.plugin("robot_backend", cfg.backend, source, "backend")  # an unknown robot is an error now
-    return cfg
+    chosen: PluginChoice | None = None
+    for name in backends:
+        section = {k: v for k, v in params.items() if k.startswith(f"{name}.")}
+        choice = registry.choose("robot_backend", {**section, f"{name}.plugin": name}, source, prefix=name)
+        if name == cfg.backend:
+            chosen = choice
+    assert chosen is not None
+    return cfg, chosen
 
 
 def planner_from_params(params: dict[str, Any], source: str, registry: PluginRegistry
@@ -156,7 +186,7 @@ def load_stack_config(path: str | Path = DEFAULT_PARAMS_FILE, namespace: str = "
     planner, map_source, global_planner, localizer = planner_from_params(section("planner"), src, registry)
     controller, local_controller = controller_from_params(section("controller"), src, registry)
     safety_filter_node, safety_filter = safety_filter_from_params(section("safety_filter"), src, registry)
-    return StackConfig(bridge=bridge_from_params(section("bridge"), src, registry), planner=planner,
+    return StackConfig(bridge=bridge_from_params(section("bridge"), src, registry)[0], planner=planner,
                        map_source=map_source, global_planner=global_planner, localizer=localizer,
                        controller=controller, local_controller=local_controller,
                        safety_filter_node=safety_filter_node, safety_filter=safety_filter, source=src)

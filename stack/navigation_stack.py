@@ -15,6 +15,7 @@ from typing import Any
 
 from navkit.common.interfaces import FilterResult, LocalController, MapSource, SafetyFilter
 from navkit.common.observation import ControlTarget, Observation
+from navkit.common.occupancy_grid import OccupancyGrid
 from navkit.common.plugins import PluginChoice, PluginRegistry
 from navkit.common.sensor_data import LaserScan
 from navkit.common.timing import StageTimer
@@ -28,17 +29,20 @@ STAGES = ("perception", "planning", "control", "safety_filter")
 
 
 def build_map_source(choice: PluginChoice, registry: PluginRegistry, resolution_m: float,
-                     scenario: Any = None) -> MapSource:
-    """The chosen map source; a ``scenario`` source falls back to the given scenario object."""
+                     scenario: Any = None, grid: OccupancyGrid | None = None) -> MapSource:
+    """The chosen map source; a ``scenario`` source falls back to the given scenario object, and
+    ``grid`` is the map a ``map_topic`` source received."""
+    if grid is not None:
+        return registry.build(choice, resolution_m=resolution_m, scenario=scenario, grid=grid)
     return registry.build(choice, resolution_m=resolution_m, scenario=scenario)
 
 
 def build_planning_stage(node: PlannerNodeConfig, map_source: PluginChoice, global_planner: PluginChoice,
                          localizer: ScanLocalizerConfig, registry: PluginRegistry, *,
                          goals: Sequence[tuple[float, float]], goal_tolerance_m: float,
-                         scenario: Any = None) -> PlanningStage:
+                         scenario: Any = None, map_grid: OccupancyGrid | None = None) -> PlanningStage:
     """Map source -> grid -> planner plugin on that grid -> the planning stage (both wirings use this)."""
-    grid = build_map_source(map_source, registry, global_planner.config.resolution_m, scenario).load()
+    grid = build_map_source(map_source, registry, global_planner.config.resolution_m, scenario, map_grid).load()
     planner = registry.build(global_planner, grid=grid)
     return PlanningStage(node, grid, planner, localizer, goals, goal_tolerance_m)
 

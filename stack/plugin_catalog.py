@@ -41,6 +41,21 @@ def _mujoco_robot(config: None, *, scenario: Any, cmd_timeout_s: float) -> Any:
     return MujocoRobot(scenario, cmd_timeout_s=cmd_timeout_s)
 
 
+def _pybullet_robot(config: None, *, scenario: Any, cmd_timeout_s: float) -> Any:
+    from navkit.sim.pybullet_backend import PybulletRobot
+
+    return PybulletRobot(scenario, cmd_timeout_s=cmd_timeout_s)
+
+
+def _serial_base(config: Any, *, scenario: Any = None, cmd_timeout_s: float) -> Any:
+    """A real base: the scenario (if any) is ignored; the bridge's watchdog time wins over the section's."""
+    from dataclasses import replace
+
+    from navkit.hardware.serial_base import SerialBase, SerialBaseConfig
+
+    return SerialBase(replace(config or SerialBaseConfig(), cmd_timeout_s=cmd_timeout_s))
+
+
 def _mujoco_swarm(config: None, *, scenario: Any) -> Any:
     from navkit.sim.mujoco_swarm import MujocoSwarm
 
@@ -69,6 +84,17 @@ def _map_file(config: Any, *, resolution_m: float, scenario: Any = None) -> Any:
     from navkit.common.map_file import MapFileSource
 
     return MapFileSource(config)
+
+
+def _map_topic(config: Any, *, resolution_m: float, scenario: Any = None, grid: Any = None) -> Any:
+    from navkit.common.map_topic import GivenMapSource
+
+    if grid is None:
+        from navkit.common.errors import ParameterError
+
+        raise ParameterError("map_source", "plugin", "map_topic takes its map from a ROS 2 topic (the planner node); "
+                             "in-process runs use map_source.plugin: scenario or map_file")
+    return GivenMapSource(grid)
 
 
 def _grid_astar(config: Any, *, grid: Any) -> Any:
@@ -138,12 +164,18 @@ def _online_cbf_gnn(config: PolicyFileConfig) -> Any:
 
 BUILTIN_PLUGINS = (
     Plugin("robot_backend", "mujoco", _mujoco_robot, None, "diff-drive AGV in MuJoCo (lidar, camera, wheel odometry)"),
+    Plugin("robot_backend", "pybullet", _pybullet_robot, None,
+           "the same AGV and world in PyBullet (second simulator, for cross-checking MuJoCo)"),
+    Plugin("robot_backend", "serial_base", _serial_base, "navkit.hardware.serial_base:SerialBaseConfig",
+           "a differential base on a RoboClaw motor controller over a serial line (packet serial, CRC16)"),
     Plugin("swarm_backend", "mujoco", _mujoco_swarm, None, "robot team as MuJoCo discs, moving obstacles as mocaps"),
     Plugin("swarm_backend", "kinematic", _kinematic_swarm, None, "vectorised single-integrator/unicycle kinematics"),
     Plugin("map_source", "scenario", _scenario_map, "navkit.sim.scenario_map:ScenarioMapConfig",
            "the mapped obstacles of a scenario file (simulation)"),
     Plugin("map_source", "map_file", _map_file, "navkit.common.map_file:MapFileConfig",
            "a map_server YAML + PGM map (a robot's saved map)"),
+    Plugin("map_source", "map_topic", _map_topic, "navkit.common.map_topic:MapTopicConfig",
+           "nav_msgs/OccupancyGrid from /map (map_server, SLAM); ROS 2 planner node only"),
     Plugin("global_planner", "grid_astar", _grid_astar, "navkit.planning.global_planner:GlobalPlannerConfig",
            "A* on the occupancy grid with a clearance cost; replans when lidar blocks the path"),
     Plugin("local_controller", "pure_pursuit", _pure_pursuit, "navkit.control.pure_pursuit:PurePursuitConfig",

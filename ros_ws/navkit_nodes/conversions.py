@@ -5,16 +5,19 @@ ROS message. Frames follow REP-105 (odom -> base_link, scan in base_scan).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
+from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from nav_msgs.msg import Odometry as OdometryMsg
 from nav_msgs.msg import Path as PathMsg
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
-from navkit.common.geometry import Pose2D, quaternion_to_yaw, yaw_to_quaternion
+from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw, yaw_to_quaternion
+from navkit.common.occupancy_grid import OccupancyGrid
 from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, VelocityCommand
 
 
@@ -27,8 +30,21 @@ def from_time(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def odometry_to_msg(odom: Odometry) -> OdometryMsg:
+def _diagonal_6x6(diagonal: Sequence[float]) -> list[float]:
+    cov = [0.0] * 36
+    for i, value in enumerate(diagonal):
+        cov[7 * i] = float(value)
+    return cov
+
+
+def odometry_to_msg(odom: Odometry, pose_covariance_diagonal: Sequence[float] | None = None,
+                    twist_covariance_diagonal: Sequence[float] | None = None) -> OdometryMsg:
+    """``odom`` as nav_msgs/Odometry; covariances from the given 6-element diagonals (row-major 6x6)."""
     msg = OdometryMsg()
+    if pose_covariance_diagonal is not None:
+        msg.pose.covariance = _diagonal_6x6(pose_covariance_diagonal)
+    if twist_covariance_diagonal is not None:
+        msg.twist.covariance = _diagonal_6x6(twist_covariance_diagonal)
     msg.header.stamp = to_time(odom.stamp)
     msg.header.frame_id = odom.frame_id
     msg.child_frame_id = odom.child_frame_id
@@ -48,9 +64,11 @@ def odometry_from_msg(msg: OdometryMsg) -> Odometry:
                     frame_id=msg.header.frame_id, child_frame_id=msg.child_frame_id)
 
 
-def scan_to_msg(scan: LaserScan) -> LaserScanMsg:
+def scan_to_msg(scan: LaserScan, stamp: float | None = None) -> LaserScanMsg:
+    """``scan`` as sensor_msgs/LaserScan (stamped ``stamp`` when given: a driver's clock). The mount is not
+    in the message: it travels on /tf_static, as on any ROS robot."""
     msg = LaserScanMsg()
-    msg.header.stamp = to_time(scan.stamp)
+    msg.header.stamp = to_time(scan.stamp if stamp is None else stamp)
     msg.header.frame_id = scan.frame_id
     msg.angle_min = float(scan.angle_min)
     msg.angle_increment = float(scan.angle_increment)
@@ -61,15 +79,16 @@ def scan_to_msg(scan: LaserScan) -> LaserScanMsg:
     return msg
 
 
-def scan_from_msg(msg: LaserScanMsg) -> LaserScan:
+def scan_from_msg(msg: LaserScanMsg, mount: RigidTransform | None = None) -> LaserScan:
+    """A LaserScan message; ``mount`` (``base_link <- header.frame_id``, looked up in TF) places its points."""
     return LaserScan(stamp=from_time(msg.header.stamp), angle_min=msg.angle_min, angle_increment=msg.angle_increment,
                      range_min=msg.range_min, range_max=msg.range_max,
-                     ranges=np.asarray(msg.ranges, dtype=np.float32), frame_id=msg.header.frame_id)
+                     ranges=np.asarray(msg.ranges, dtype=np.float32), frame_id=msg.header.frame_id, mount=mount)
 
 
-def image_to_msg(image: CameraImage) -> ImageMsg:
+def image_to_msg(image: CameraImage, stamp: float | None = None) -> ImageMsg:
     msg = ImageMsg()
-    msg.header.stamp = to_time(image.stamp)
+    msg.header.stamp = to_time(image.stamp if stamp is None else stamp)
     msg.header.frame_id = image.frame_id
     msg.height, msg.width = int(image.rgb.shape[0]), int(image.rgb.shape[1])
     msg.encoding = "rgb8"
@@ -109,3 +128,34 @@ def path_to_msg(path: np.ndarray | None, stamp: float, frame_id: str = "odom") -
 
 def path_from_msg(msg: PathMsg) -> np.ndarray:
     return np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses], dtype=float).reshape(-1, 2)
+
+
+MAX_MAP_CELLS = 25_000_000
+
+
+def grid_from_msg(msg: OccupancyGridMsg, *, unknown_is_occupied: bool = True,
+                  occupied_threshold: int = 65) -> OccupancyGrid:
+    """nav_msgs/OccupancyGrid -> navkit's grid (row 0 at the origin, as in the message).
+
+    Raises ValueError naming the field for a map navkit cannot read right: an empty or
+    oversized grid, data of the wrong length, a non-finite or non-positive resolution, or a
+    rotated origin (it would be misread, not approximated).
+    """
+    info = msg.info
+    w, h, res = int(info.width), int(info.height), float(info.resolution)
+    if w <= 0 or h <= 0 or w * h > MAX_MAP_CELLS:
+        raise ValueError(f"info.width/height: {w} x {h} cells is empty or larger than {MAX_MAP_CELLS}")
+    if not (np.isfinite(res) and res > 0.0):
+        raise ValueError(f"info.resolution: must be a positive finite number, got {res}")
+    if len(msg.data) != w * h:
+        raise ValueError(f"data: {len(msg.data)} cells, expected width x height = {w * h}")
+    p, q = info.origin.position, info.origin.orientation
+    if not all(np.isfinite(v) for v in (p.x, p.y, q.x, q.y, q.z, q.w)):
+        raise ValueError("info.origin: holds NaN/Inf")
+    if abs(quaternion_to_yaw(q.x, q.y, q.z, q.w)) > 1e-6:
+        raise ValueError("info.origin: rotated map origins are not supported")
+    cells = np.asarray(msg.data, dtype=np.int16).reshape(h, w)
+    occupied = cells >= occupied_threshold
+    if unknown_is_occupied:
+        occupied |= cells < 0
+    return OccupancyGrid(occupied, res, (float(p.x), float(p.y)))

@@ -91,6 +91,9 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None = None) -> int:
     try:
         node = factory()
         _watch_launcher(node)
+        autostart = getattr(node, "autostart", None)
+        if autostart is not None:  # a lifecycle node run by hand (autostart:=true) brings itself up
+            autostart()
         rclpy.spin(node)
         reason = "shutdown requested"
         return int(getattr(node, "exit_code", 0))

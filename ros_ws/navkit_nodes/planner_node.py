@@ -3,34 +3,45 @@
 Wraps :class:`~navkit.stack.planning_stage.PlanningStage`, the same code the
 in-process runner calls: scan-to-map localisation (map -> odom), lidar obstacles,
 goal sequencing and the ``global_planner`` plugin. The path is planned on the map and
-published in the odom frame, again whenever the localisation correction moves. The map
-comes from the ``map_source`` plugin (a scenario in simulation, a map_server file on a
-robot); the goal list from the scenario file when there is one. A ``goal_pose`` (frame
+published in the odom frame, again whenever the localisation correction moves; the correction
+itself goes out as TF ``map -> odom``. Scans are placed on the robot by their mount from TF.
+The map comes from the ``map_source`` plugin: a scenario in simulation, a map_server YAML +
+PGM file on a robot, or ``map_topic`` (``nav_msgs/OccupancyGrid`` on ``/map``, latched, from
+map_server or a SLAM node: the planner waits for it). The goal list comes from the scenario
+file when there is one. A ``goal_pose`` (frame
 ``map`` or ``odom``) replaces the goal list with that one goal; a non-finite, off-map or
-wrongly framed one is refused with a log line. An empty Path means "no path: stop".
+wrongly framed one is refused with a log line; ``initialpose`` (map frame) tells the localiser where
+the robot starts on the map. An empty Path means "no path: stop".
 """
 from __future__ import annotations
 
 import math
 import sys
 from collections import deque
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from nav_msgs.msg import Odometry as OdometryMsg
 from nav_msgs.msg import Path as PathMsg
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import LaserScan as LaserScanMsg
 
 from navkit.common.errors import NavkitError
+from navkit.common.geometry import Pose2D, compose, inverse, quaternion_to_yaw
 from navkit.common.plugins import PluginChoice
 from navkit.common.sensor_data import Odometry, is_fresh
-from navkit.ros_ws.navkit_nodes.conversions import from_time, odometry_from_msg, path_to_msg, scan_from_msg
-from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
-from navkit.stack.config import planner_from_params
+from navkit.perception.scan_localizer import ScanLocalizerConfig
+from navkit.ros_ws.navkit_nodes.conversions import from_time, grid_from_msg, odometry_from_msg, path_to_msg
+from navkit.ros_ws.navkit_nodes.declared_params import ParamField, param_fields, plugin_fields
+from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics
+from navkit.ros_ws.navkit_nodes.managed_node import ManagedNode
+from navkit.ros_ws.navkit_nodes.node_main import run_node
+from navkit.ros_ws.navkit_nodes.tf_tree import TfBroadcaster, tf2_msgs_available, transform_msg
+from navkit.stack.config import PlannerNodeConfig, planner_from_params
 from navkit.stack.navigation_stack import build_planning_stage
 from navkit.stack.plugin_catalog import default_registry
 
@@ -47,6 +58,8 @@ ODOM_MATCH_TOLERANCE_S = 0.05
 
 PLAN_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """``plan`` QoS, shared with the controller: the last path reaches late subscribers."""
+MAP_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+"""``/map`` QoS as map_server publishes it (latched), so a planner started later still gets the map."""
 
 
 def load_mission(scenario_file: str, map_source: PluginChoice) -> tuple[list[tuple[float, float]], float, Any]:
@@ -66,27 +79,133 @@ def load_mission(scenario_file: str, map_source: PluginChoice) -> tuple[list[tup
     return list(scenario.goals), scenario.goal_tolerance_m, scenario
 
 
-class PlannerNode(Node):
+class PlannerNode(ManagedNode):
     def __init__(self) -> None:
-        super().__init__("planner", automatically_declare_parameters_from_overrides=True)
-        source = params_source(self)
-        registry = default_registry()
-        node_cfg, map_source, planner, localizer_cfg = planner_from_params(node_params(self), source, registry)
-        goals, tolerance, scenario = load_mission(node_cfg.scenario, map_source)
-        self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, registry, goals=goals,
-                                          goal_tolerance_m=tolerance, scenario=scenario)
-        self.odom = None
+        self.registry = default_registry()
+        self.stage: Any = None
+        self.odom: Odometry | None = None
         self.odom_history: deque[Odometry] = deque(maxlen=ODOM_HISTORY)
-        qos = QoSProfile(depth=10)
+        self.map_received: float | None = None
+        self.map_problem = ""
+        self.tf: TfBroadcaster | None = None
+        self._mission: Any = None
+        self._io: list[Any] = []
+        self._timer: Any = None
+        super().__init__("planner")
+
+    # -------------------------------------------------------------- configuration
+
+    def read_config(self, params: dict[str, Any]) -> Any:
+        return planner_from_params(params, self.source(), self.registry)
+
+    def param_fields(self, config: Any) -> list[ParamField]:
+        node_cfg, map_source, planner, localizer_cfg = config
+        return (param_fields(PlannerNodeConfig, "", node_cfg, structural=("scenario",))
+                + plugin_fields(map_source, structural=tuple(f"map_source.{f.name}" for f in fields(map_source.config)))
+                + plugin_fields(planner)
+                + param_fields(ScanLocalizerConfig, "localizer", localizer_cfg))
+
+    def build(self, config: Any) -> None:
+        node_cfg, map_source, planner, localizer_cfg = config
+        if self._mission is None:
+            self._mission = load_mission(node_cfg.scenario, map_source)
+        goals, tolerance, scenario = self._mission
+        old = self.stage
+        if map_source.name == "map_topic":
+            if old is None:
+                return  # built when the map arrives
+            grid = old.grid
+        else:
+            grid = None
+        self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, self.registry, goals=goals,
+                                          goal_tolerance_m=tolerance, scenario=scenario, map_grid=grid)
+        if old is not None:  # a parameter change keeps where the robot is and what it was doing
+            self.stage.goals = old.goals
+            if self.stage.localizer is not None and old.localizer is not None:
+                self.stage.localizer.reset(old.localizer.correction)
+
+    def connect(self) -> None:
+        node_cfg, map_source, _, _ = self.config
         # Latched (transient local, like Nav2's map): a new path is published only when it
         # changes, so a controller that discovers the planner late must still get it.
         self.plan_pub = self.create_publisher(PathMsg, "plan", PLAN_QOS)
-        self.create_subscription(OdometryMsg, "odom", self._on_odom, qos)
-        self.create_subscription(LaserScanMsg, "scan", self._on_scan, qos)
-        self.create_subscription(PoseStamped, "goal_pose", self._on_goal, qos)
-        self.create_timer(1.0 / node_cfg.rate_hz, self._tick)
+        self.tf = TfBroadcaster(self) if tf2_msgs_available() else None
+        self._io = [self.plan_pub,
+                    self.sensor_subscription(OdometryMsg, "odom", self._on_odom),
+                    self.sensor_subscription(LaserScanMsg, "scan", self._on_scan),
+                    self.create_subscription(PoseStamped, "goal_pose", self._on_goal, QoSProfile(depth=10)),
+                    self.create_subscription(PoseWithCovarianceStamped, "initialpose", self._on_initial_pose,
+                                             QoSProfile(depth=10))]
+        if map_source.name == "map_topic":
+            self._io.append(self.create_subscription(OccupancyGridMsg, map_source.config.topic, self._on_map,
+                                                     MAP_QOS))
+
+    def start(self) -> None:
+        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+
+    def disconnect(self) -> None:
+        self.stop()
+        for entity in self._io:
+            if entity is self.plan_pub:
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._io = []
+        self.tf = None
+
+    def add_checks(self, diagnostics: NodeDiagnostics) -> None:
+        diagnostics.add_check("planning", self._planning_status)
+
+    def _planning_status(self) -> tuple[int, str, dict[str, Any]]:
+        if self.stage is None:
+            topic = self.config[1].config.topic if self.config[1].name == "map_topic" else "map"
+            why = f": {self.map_problem}" if self.map_problem else ""
+            return 1, f"waiting for a map on {topic}{why}", {}
+        st = self.stage
+        values = {"goals_reached": st.goals.index,
+                  "replans": st.replans, "plan_failures": st.plan_failures,
+                  "has_path": st.path is not None}
+        if st.localizer is not None:
+            c = st.localizer.correction
+            values["map_to_odom"] = f"{c.x:.3f} {c.y:.3f} {c.yaw:.4f}"
+        if self.odom is None:
+            return 1, "waiting for odometry", values
+        return 0, "planning", values
+
+    # -------------------------------------------------------------- work
+
+    def _on_map(self, msg: OccupancyGridMsg) -> None:
+        cfg = self.config[1].config
+        try:
+            grid = grid_from_msg(msg, unknown_is_occupied=cfg.unknown_is_occupied,
+                                 occupied_threshold=cfg.occupied_threshold)
+        except ValueError as exc:
+            self.map_problem = f"map on {cfg.topic} refused: {exc}"
+            self.get_logger().error(self.map_problem)
+            return
+        if msg.header.frame_id and msg.header.frame_id != "map":
+            self.map_problem = f"map on {cfg.topic} refused: frame {msg.header.frame_id!r}, expected 'map'"
+            self.get_logger().error(self.map_problem)
+            return
+        node_cfg, map_source, planner, localizer_cfg = self.config
+        goals, tolerance, scenario = self._mission
+        old = self.stage
+        self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, self.registry, goals=goals,
+                                          goal_tolerance_m=tolerance, scenario=scenario, map_grid=grid)
+        if old is not None:
+            self.stage.goals = old.goals
+        self.map_problem = ""
+        self.get_logger().info(f"map received on {cfg.topic}: {grid.shape[1]} x {grid.shape[0]} cells "
+                               f"at {grid.resolution:g} m")
 
     def _on_odom(self, msg: OdometryMsg) -> None:
+        if not self.active or self.stage is None:
+            return
         odom = odometry_from_msg(msg)
         if not odom.is_finite() or not is_fresh(odom.stamp, self._now(), ODOM_TIMEOUT_S):
             self.get_logger().warning(f"odometry rejected (non-finite, or stamped {odom.stamp - self._now():+.2f} s "
@@ -114,7 +233,9 @@ class PlannerNode(Node):
         return best if abs(best.stamp - stamp) <= ODOM_MATCH_TOLERANCE_S else None
 
     def _on_scan(self, msg: LaserScanMsg) -> None:
-        scan = scan_from_msg(msg)
+        if not self.active or self.stage is None:
+            return
+        scan = self.scan_in_base(msg)
         odom = self._odom_at(scan.stamp)
         if odom is None:
             self.get_logger().warning("no odometry at the scan's time: scan skipped", throttle_duration_sec=1.0)
@@ -122,14 +243,46 @@ class PlannerNode(Node):
         before = self.stage.localizer.correction if self.stage.localizer is not None else None
         self.stage.observe(scan, odom)
         moved = self.stage.localizer is not None and self.stage.localizer.correction != before
-        if moved and self.stage.path is not None:
+        self._publish_map_to_odom(odom.stamp)
+        if moved and self.stage.path is not None and self.odom is not None:
             self._publish_plan(self.odom.stamp)
+
+    def _publish_map_to_odom(self, stamp: float) -> None:
+        """The localiser's correction as TF ``map -> odom`` (REP-105), at the odometry's time."""
+        if self.tf is not None and self.stage is not None and self.stage.localizer is not None:
+            self.tf.send(transform_msg("map", "odom", stamp, self.stage.localizer.correction))
 
     def _now(self) -> float:
         return from_time(self.get_clock().now().to_msg())
 
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        """Where the robot is on the map (RViz's "2D Pose Estimate", or a robot's start-up script).
+
+        Sets ``map -> odom`` so that the latest odometry lands on that pose; the localiser refines
+        it from there. Refused with a log line when not in ``map``, not finite, or before odometry.
+        """
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        frame = msg.header.frame_id
+        if frame != "map":
+            self.get_logger().error(f"initialpose rejected: frame {frame!r} (must be 'map')")
+            return
+        pose = Pose2D(p.x, p.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
+        if not pose.is_finite():
+            self.get_logger().error("initialpose rejected: not finite")
+            return
+        if self.stage is None or self.stage.localizer is None or self.odom is None:
+            self.get_logger().error("initialpose rejected: needs the map, localize: true and odometry first")
+            return
+        self.stage.localizer.reset(compose(pose, inverse(self.odom.pose)))
+        self._publish_map_to_odom(self.odom.stamp)
+        self.stage.path = None  # replan from where the robot really is
+        self.get_logger().info(f"initial pose set: ({pose.x:.2f}, {pose.y:.2f}, {pose.yaw:.2f}) in map")
+
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal replaces the goal list; a bad one is refused with a log line, never a crash."""
+        if self.stage is None:
+            self.get_logger().error("goal_pose rejected: no map yet")
+            return
         goal = (msg.pose.position.x, msg.pose.position.y)
         frame = msg.header.frame_id
         if not all(math.isfinite(v) for v in goal):
@@ -147,12 +300,16 @@ class PlannerNode(Node):
         self.get_logger().info(f"new goal {goal} (map frame)")
 
     def _tick(self) -> None:
+        if self.stage is None:
+            self.get_logger().info("waiting for the map", throttle_duration_sec=5.0)
+            return
         if self.odom is None:
             self.get_logger().info("waiting for odom", throttle_duration_sec=5.0)
             return
         now = from_time(self.get_clock().now().to_msg())
         if self.stage.update(now, self.odom) or self.stage.path is None:
             self._publish_plan(now)
+        self._publish_map_to_odom(self.odom.stamp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,118 +1,219 @@
 """ROS 2 robot bridge: one robot backend behind standard topics.
 
-Publishes ``odom`` (nav_msgs/Odometry, odom -> base_link), ``scan``, ``camera/image_raw``
-and, when simulating, ``/clock``; applies ``cmd_vel`` (geometry_msgs/TwistStamped).
-Which robot is behind it is one parameter (``backend``, the launch argument
-``robot:=...``), a ``robot_backend`` plugin name; the other nodes cannot tell the difference.
+Publishes ``odom`` (nav_msgs/Odometry, odom -> base_link, covariances filled), ``/tf``
+(odom -> base_link), ``/tf_static`` (base_link -> each sensor it owns, by the sensor's
+real mount), ``scan`` and ``camera/image_raw`` when the backend has those sensors, and,
+when simulating, ``/clock``; applies ``cmd_vel`` (geometry_msgs/TwistStamped) unless ``e_stop``
+(std_msgs/Bool, latched) is pressed; reports the robot on ``/diagnostics`` at 1 Hz. Sensor
+topics are published with ``SensorDataQoS`` (best effort), as real drivers do, so
+subscribers written for real drivers match. Which robot is behind it is one parameter
+(``backend``, the launch argument ``robot:=...``), a ``robot_backend`` plugin name; the
+other nodes cannot tell the difference.
 
-TF: the odom -> base_link transform needs ``tf2_msgs``, which is not on PyPI; the
-bridge publishes ``/tf`` when tf2_msgs is importable (a ROS 2 install) and otherwise
-relies on the Odometry message's frame ids, which carry the same transform.
+Two kinds of backend, told apart by what they can do, not by name:
 
-When simulating, the bridge also watches the episode with the same
-:class:`~navkit.learning.navigation_task.NavigationTask` as the in-process runner, writes
-``metrics.json`` to ``output_dir`` and exits (0: every goal reached, 3: time limit),
-so a launch with ``on_exit: shutdown`` ends with the run.
+* a **simulator** (it implements :class:`~navkit.common.interfaces.SimulationTruth`) is
+  stepped by this node at ``real_time_factor``; the node publishes ``/clock``, watches the
+  episode with the same :class:`~navkit.learning.navigation_task.NavigationTask` as the
+  in-process runner (from the first cmd_vel on: see :data:`START_WAIT_S`), writes
+  ``metrics.json`` to ``output_dir`` and exits (0: every goal reached, 3: time limit), so a
+  launch with ``on_exit: shutdown`` ends with the run;
+* a **hardware driver** runs on the robot's own time: the node services it at
+  ``control_rate_hz``, stamps with the system clock (nodes run with ``use_sim_time: false``),
+  never ends on its own and never asks for ground truth.
+
+The bridge is the robot's driver, so it is not a lifecycle node: like a vendor driver it runs
+from launch to shutdown, and its watchdog stops the wheels whenever the managed navigation
+nodes stop commanding.
 """
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from rclpy.node import Node
-from rclpy.qos import QoSProfile
-from rosgraph_msgs.msg import Clock
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry as OdometryMsg
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
+from std_msgs.msg import Bool
 
 from navkit.common.errors import NavkitError
-from navkit.common.sensor_data import VelocityCommand
+from navkit.common.geometry import RigidTransform
+from navkit.common.interfaces import RobotBackend, SimulationTruth
+from navkit.common.sensor_data import Odometry, VelocityCommand
 from navkit.ros_ws.navkit_nodes.conversions import (
-    command_from_msg, image_to_msg, odometry_to_msg, scan_to_msg, to_time, yaw_to_quaternion)
+    command_from_msg, from_time, image_to_msg, odometry_to_msg, scan_to_msg, to_time)
+from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics
 from navkit.ros_ws.navkit_nodes.node_main import leave_metrics, node_params, params_source, run_node
+from navkit.ros_ws.navkit_nodes.tf_tree import StaticTfBroadcaster, TfBroadcaster, tf2_msgs_available, transform_msg
 from navkit.learning.navigation_task import NavigationTask
 from navkit.stack.config import bridge_from_params
 from navkit.stack.plugin_catalog import default_registry
 from navkit.sim.scenario import load_scenario
 
-try:  # present on a ROS 2 install, absent from PyPI
-    from geometry_msgs.msg import TransformStamped
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # pragma: no cover - depends on the machine
-    TFMessage = None
+
+START_WAIT_S = 30.0
+"""Simulation: the episode (its clock, time limit and metrics) starts with the first cmd_vel, i.e. once
+the lifecycle manager has brought the stack up, so bring-up time is not charged to the robot; it
+starts anyway after this much sim time without one (the robot stands still meanwhile)."""
 
 
 class RobotBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__("robot_bridge", automatically_declare_parameters_from_overrides=True)
         registry = default_registry()
-        self.config = bridge_from_params(node_params(self), params_source(self), registry)
+        self.config, choice = bridge_from_params(node_params(self), params_source(self), registry)
         cfg = self.config
-        if not cfg.scenario:
+        self.scenario = load_scenario(cfg.scenario) if cfg.scenario else None
+        self.robot: RobotBackend = registry.build(choice, scenario=self.scenario, cmd_timeout_s=cfg.cmd_timeout_s)
+        self.simulated = isinstance(self.robot, SimulationTruth)
+        if self.simulated and self.scenario is None:
+            self.robot.close()
             raise NavkitError(f"{params_source(self)}: scenario: a simulated robot needs a scenario file")
-        self.scenario = load_scenario(cfg.scenario)
-        choice = registry.choose("robot_backend", {"robot_backend.plugin": cfg.backend}, params_source(self),
-                                 prefix="robot_backend")
-        self.robot = registry.build(choice, scenario=self.scenario, cmd_timeout_s=cfg.cmd_timeout_s)
         self.dt = 1.0 / cfg.control_rate_hz
-        self.monitor = NavigationTask(self.scenario, self.dt)
+        self.monitor = NavigationTask(self.scenario, self.dt) if self.simulated and self.scenario else None
         self.exit_code = 0
         self.finished = False
-        qos = QoSProfile(depth=10)
-        self.clock_pub = self.create_publisher(Clock, "/clock", qos)
-        self.odom_pub = self.create_publisher(OdometryMsg, "odom", qos)
-        self.scan_pub = self.create_publisher(LaserScanMsg, "scan", qos)
-        self.image_pub = self.create_publisher(ImageMsg, "camera/image_raw", qos)
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", qos) if TFMessage is not None else None
-        self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd, qos)
+        self._t0: float | None = None
+        """Sim time the episode started: the first cmd_vel (the managed stack is up), or START_WAIT_S."""
+        sensor_qos = qos_profile_sensor_data
+        self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=10)) if self.simulated else None
+        self.odom_pub = self.create_publisher(OdometryMsg, "odom", sensor_qos)
+        self.scan_pub = self.create_publisher(LaserScanMsg, "scan", sensor_qos)
+        self.image_pub = self.create_publisher(ImageMsg, "camera/image_raw", sensor_qos)
+        self.tf = TfBroadcaster(self) if tf2_msgs_available() else None
+        self.tf_static = StaticTfBroadcaster(self) if tf2_msgs_available() else None
+        if self.tf is None:
+            self.get_logger().warning("tf2_msgs is not installed: no /tf (run scripts/build_tf2_msgs.sh); "
+                                      "the odom message still carries odom -> base_link")
+        self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd, QoSProfile(depth=10))
+        # Latched like a physical e-stop button's state: a late-joining bridge still sees it pressed.
+        self.estop = False
+        self.create_subscription(Bool, "e_stop", self._on_estop,
+                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.diagnostics = NodeDiagnostics(self, hardware_id=cfg.backend)
+        self.diagnostics.add_check("robot", self._robot_status)
+        self.diagnostics.start()
         self._next_scan = 0.0
         self._next_image = 0.0
+        self._mounts_sent: set[str] = set()
         self._publish_sensors()
-        self.timer = self.create_timer(self.dt / cfg.real_time_factor, self._step)
-        self.get_logger().info(
-            f"simulating {self.scenario.name!r} ({cfg.backend}) at {cfg.real_time_factor}x real time, "
-            f"{len(self.scenario.goals)} goals")
+        period = self.dt / cfg.real_time_factor if self.simulated else self.dt
+        self.timer = self.create_timer(period, self._step)
+        if self.scenario is not None and self.simulated:
+            self.get_logger().info(
+                f"simulating {self.scenario.name!r} ({cfg.backend}) at {cfg.real_time_factor}x real time, "
+                f"{len(self.scenario.goals)} goals")
+        else:
+            self.get_logger().info(f"driving the robot through {cfg.backend!r} at {cfg.control_rate_hz:g} Hz")
+
+    def _stamp(self) -> float:
+        """Simulated seconds in simulation (what /clock says); the system clock on a robot."""
+        if self.simulated:
+            return self.robot.now()
+        return from_time(self.get_clock().now().to_msg())
+
+    def _start_episode(self, why: str) -> None:
+        if self._t0 is None and self.monitor is not None:
+            self._t0 = self.robot.now()
+            self.get_logger().info(f"episode starts at sim time {self._t0:.2f} s ({why})")
+
+    def _on_estop(self, msg: Bool) -> None:
+        """``e_stop`` (std_msgs/Bool, true = pressed): hold the wheels at zero until released.
+
+        The bridge refuses every command while pressed (any backend); a hardware driver with its
+        own latch (``set_estop``) is told too, so the stop holds even if this node stalls.
+        """
+        engaged = bool(msg.data)
+        if engaged == self.estop:
+            return
+        self.estop = engaged
+        set_estop = getattr(self.robot, "set_estop", None)
+        if set_estop is not None:
+            set_estop(engaged)
+        self.robot.apply_command(VelocityCommand(self.robot.now(), 0.0, 0.0))
+        self.get_logger().warning("e-stop pressed: wheels held at zero" if engaged else "e-stop released")
+
+    def _robot_status(self) -> tuple[int, str, dict[str, Any]]:
+        values: dict[str, Any] = {"backend": self.config.backend, "watchdog_trips": self.robot.watchdog_trips,
+                                  "e_stop": self.estop}
+        stats = getattr(self.robot, "stats", None)
+        if stats is not None and hasattr(stats, "__dataclass_fields__"):
+            values.update({k: getattr(stats, k) for k in stats.__dataclass_fields__})
+        if self.estop:
+            return 1, "e-stop pressed", values
+        connected = getattr(self.robot, "connected", None)
+        if connected is not None and not connected:
+            return 2, f"robot link down: {getattr(self.robot, 'last_error', '') or 'not connected'}", values
+        if self.simulated:
+            values["sim_time_s"] = round(self.robot.now(), 3)
+            return 0, "simulating" if self._t0 is not None else "waiting for the navigation stack", values
+        return 0, "driving", values
 
     def _on_cmd(self, msg: TwistStamped) -> None:
+        self._start_episode("first cmd_vel: the navigation stack is up")
+        if self.estop:
+            return
         cmd = command_from_msg(msg)
         # The driver watchdog measures freshness from arrival, as a motor driver does.
         self.robot.apply_command(VelocityCommand(self.robot.now(), cmd.v, cmd.omega))
         if not cmd.is_finite():
             self.get_logger().warning("non-finite cmd_vel received: stopping", throttle_duration_sec=1.0)
 
+    def _send_mount(self, mount: RigidTransform | None) -> None:
+        """Publish a sensor's mount on /tf_static the first time it is seen (latched for late joiners)."""
+        if mount is None or self.tf_static is None or mount.child_frame in self._mounts_sent:
+            return
+        self._mounts_sent.add(mount.child_frame)
+        self.tf_static.send(transform_msg(mount.parent_frame, mount.child_frame, self._stamp(), mount))
+
     def _publish_sensors(self) -> None:
-        now = self.robot.now()
-        self.clock_pub.publish(Clock(clock=to_time(now)))
+        now = self._stamp()
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=to_time(now)))
         odom = self.robot.read_odometry()
-        self.odom_pub.publish(odometry_to_msg(odom))
-        if self.tf_pub is not None:
-            tf = TransformStamped()
-            tf.header.stamp = to_time(now)
-            tf.header.frame_id, tf.child_frame_id = odom.frame_id, odom.child_frame_id
-            tf.transform.translation.x, tf.transform.translation.y = odom.pose.x, odom.pose.y
-            r = tf.transform.rotation
-            r.x, r.y, r.z, r.w = yaw_to_quaternion(odom.pose.yaw)
-            self.tf_pub.publish(TFMessage(transforms=[tf]))
+        odom = Odometry(now, odom.pose, odom.v, odom.omega, odom.frame_id, odom.child_frame_id)
+        cfg = self.config
+        self.odom_pub.publish(odometry_to_msg(odom, cfg.pose_covariance_diagonal, cfg.twist_covariance_diagonal))
+        if self.tf is not None:
+            self.tf.send(transform_msg(odom.frame_id, odom.child_frame_id, now, odom.pose))
         if now >= self._next_scan - 1e-9:
-            self.scan_pub.publish(scan_to_msg(self.robot.read_scan()))
-            self._next_scan += 1.0 / self.scenario.sensors.lidar.rate_hz
-        cam = self.scenario.sensors.camera
-        if self.config.publish_camera and cam.enabled and now >= self._next_image - 1e-9:
+            scan = self.robot.read_scan()
+            if scan is not None:
+                self._send_mount(scan.mount)
+                self.scan_pub.publish(scan_to_msg(scan, stamp=now))
+            if self.scenario is not None:
+                self._next_scan += 1.0 / self.scenario.sensors.lidar.rate_hz
+            else:
+                self._next_scan = now
+        cam = self.scenario.sensors.camera if self.scenario is not None else None
+        if self.config.publish_camera and cam is not None and cam.enabled and now >= self._next_image - 1e-9:
             image = self.robot.read_camera()
             if image is not None:
-                self.image_pub.publish(image_to_msg(image))
+                self._send_mount(image.extrinsics)
+                self.image_pub.publish(image_to_msg(image, stamp=now))
             self._next_image += 1.0 / cam.rate_hz
-        self.monitor.update(now, odom, self.robot.true_pose(), self.robot.in_collision())
+        if self.monitor is not None and self._t0 is not None:
+            truth: Any = self.robot
+            self.monitor.update(now - self._t0, odom, truth.true_pose(), truth.in_collision())
 
     def _step(self) -> None:
-        self.robot.advance(self.dt)
+        # A simulator is stepped by one control period; a hardware driver is serviced (its
+        # own clock runs on), so advance(0) only reads encoders and feeds its watchdog.
+        self.robot.advance(self.dt if self.simulated else 0.0)
         self._publish_sensors()
-        if self.monitor.done or self.robot.now() >= self.scenario.time_limit_s:
+        if self.monitor is None or self.scenario is None:
+            return
+        if self._t0 is None and self.robot.now() >= START_WAIT_S:
+            self._start_episode(f"no cmd_vel within {START_WAIT_S:g} s of sim time")
+        if self._t0 is not None and (self.monitor.done or self.robot.now() - self._t0 >= self.scenario.time_limit_s):
             self._finish()
 
     def _metrics(self) -> dict:
-        metrics = self.monitor.summary()
+        metrics = self.monitor.summary() if self.monitor is not None else {}
         metrics["watchdog_trips"] = self.robot.watchdog_trips
         return metrics
 
@@ -124,9 +225,10 @@ class RobotBridgeNode(Node):
         if self.finished:
             return
         self.finished = True
-        metrics = self._metrics()
-        metrics.update(aborted=True, abort_reason=reason)
-        self._write(metrics)
+        if self.monitor is not None:
+            metrics = self._metrics()
+            metrics.update(aborted=True, abort_reason=reason)
+            self._write(metrics)
         self.robot.close()
 
     def _finish(self) -> None:

@@ -47,6 +47,7 @@ from navkit.common.params import config_from_params
 from navkit.common.sensor_data import is_fresh
 from navkit.common.geometry import quaternion_to_yaw
 from navkit.ros_ws.navkit_nodes.conversions import from_time
+from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
 from navkit.sim.swarm_scenario import load_swarm_scenario
 from navkit.stack.plugin_catalog import default_registry
@@ -116,15 +117,24 @@ class SwarmAgentNode(Node):
         self.create_subscription(OdometryMsg, GOALS_TOPIC, self._on_goal, latched)
         self._publish_goal()
         self.create_timer(1.0 / cfg.rate_hz, self._watchdog)
+        self._last_refusal = ""
+        self.diagnostics = NodeDiagnostics(self, hardware_id=self.me)
+        self.diagnostics.add_check("agent", self._status)
+        self.diagnostics.start()
         self.get_logger().info(f"{self.me}: goal {self.goal.round(2).tolist()}, {described}, "
                                f"sensing radius {sc.sensing_radius_m} m")
 
     def _now(self) -> float:
         return from_time(self.get_clock().now().to_msg())
 
+    def _status(self) -> tuple[int, str, dict[str, object]]:
+        values = {"refusals": self.refusals, "last_refusal": self._last_refusal}
+        return (1, f"commanding zero: {self._last_refusal}", values) if self._last_refusal else (0, "driving", values)
+
     def _refuse(self, why: str) -> None:
         """Zero command; each reason logged at most once per (wall) second."""
         self.refusals += 1
+        self._last_refusal = why
         now = time.monotonic()
         if now - self._last_logged.get(why, -math.inf) >= 1.0:
             self._last_logged[why] = now
@@ -221,6 +231,7 @@ class SwarmAgentNode(Node):
         if refusal:
             self._refuse(refusal)
             return
+        self._last_refusal = ""
         self._publish_cmd(float(u[0]), float(u[1]))
         if int(stamp / self.scenario.control_dt_s) % max(1, int(round(1.0 / self.scenario.control_dt_s))) == 0:
             self._publish_goal()  # ~1 Hz re-announcement for late joiners that missed the latched sample

@@ -47,6 +47,7 @@ from navkit.common.params import config_from_params
 from navkit.learning.swarm_task import EpisodeScorer
 from navkit.common.geometry import yaw_to_quaternion
 from navkit.ros_ws.navkit_nodes.conversions import to_time
+from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics
 from navkit.ros_ws.navkit_nodes.node_main import leave_metrics, node_params, params_source, run_node
 from navkit.sim.swarm_perception import perceived_obstacles
 from navkit.sim.swarm_scenario import load_swarm_scenario
@@ -125,6 +126,9 @@ class SwarmBridgeNode(Node):
             self.create_subscription(TwistStamped, f"/robot_{i}/cmd_vel", lambda m, i=i: self._on_cmd(i, m), qos)
         self._publish()
         self.timer = self.create_timer(self.dt / cfg.real_time_factor, self._step)
+        self.diagnostics = NodeDiagnostics(self, hardware_id="swarm")
+        self.diagnostics.add_check("team", lambda: (0, "simulating", {"watchdog_trips": int(self.watchdog_trips)}))
+        self.diagnostics.start()
         self.get_logger().info(
             f"simulating {self.scenario.name!r} seed {self.scenario.seed} with {n} robots ({self.backend}, "
             f"{self.scenario.dynamics}) at {cfg.real_time_factor}x real time")

@@ -31,9 +31,11 @@ def node_argv(module: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from navkit.ros_ws.navkit_nodes.{module} import main; sys.exit(main())"]
 
 
-FILTER_NODE = node_argv("safety_filter_node")
-CONTROLLER_NODE = node_argv("controller_node")
-PLANNER_NODE = node_argv("planner_node")
+# The navigation nodes are lifecycle nodes; run by hand (no lifecycle manager) they bring themselves up.
+AUTOSTART = ["--ros-args", "-p", "autostart:=true"]
+FILTER_NODE = node_argv("safety_filter_node") + AUTOSTART
+CONTROLLER_NODE = node_argv("controller_node") + AUTOSTART
+PLANNER_NODE = node_argv("planner_node") + AUTOSTART
 
 _domains = itertools.count()
 

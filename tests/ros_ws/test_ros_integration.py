@@ -239,7 +239,8 @@ def test_a_controller_that_joins_late_still_gets_the_plan(spawn: Callable[..., P
     planner = spawn([sys.executable, "-c",
                      "import sys; from navkit.ros_ws.navkit_nodes.planner_node import main; sys.exit(main())",
                      "--ros-args", "--params-file", str(REPO_ROOT / "ros_ws" / "config" / "navkit.params.yaml"),
-                     "-p", "use_sim_time:=false", "-p", f"scenario:={SCENARIO}"], ros_env(domain), "planner")
+                     "-p", "use_sim_time:=false", "-p", f"scenario:={SCENARIO}", "-p", "autostart:=true"],
+                    ros_env(domain), "planner")
     client = ros_client(domain)
     odom_pub = client.node.create_publisher(Odometry, "odom", 10)
     assert client.spin_until(lambda: odom_pub.get_subscription_count() > 0, 20.0), planner.output()
