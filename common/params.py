@@ -27,6 +27,23 @@ ROS_RESERVED_PARAMS = frozenset({"use_sim_time", "start_type_description_service
 """Parameters every rclpy node owns; a parameter file may set them for any node."""
 
 
+def check_ranges(config: Any) -> None:
+    """Raise ValueError for a field outside its ``metadata={"range": (low, high)}`` (inclusive; None = open).
+
+    The same bounds go into the ROS 2 parameter descriptors, so a tool, ``ros2 param set`` and a
+    parameter file read in-process all meet one rule.
+    """
+    for f in dataclasses.fields(config):
+        bounds = f.metadata.get("range")
+        if bounds is None:
+            continue
+        low, high = bounds
+        value = getattr(config, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                (low is not None and value < low) or (high is not None and value > high)):
+            raise ValueError(f"{f.name}: must be in [{low:g}, {high:g}], got {value}")
+
+
 def known_names(name: str, known: set[str] | list[str]) -> str:
     """``did you mean ...`` for a misspelt name, or the list of known names when it is short."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from navkit.common.interfaces import FilterResult, FilterStats, FilterStatus
+from navkit.common.params import check_ranges
 from navkit.common.observation import Observation
 from navkit.common.sensor_data import LaserScan, VelocityCommand, is_fresh
 from navkit.control.batched_qp import solve_qp_2d_batched
@@ -43,33 +44,33 @@ _PASS_TOL = 1e-9
 class CbfFilterConfig:
     """Parameters of :class:`CbfSafetyFilter` (ROS 2 parameter prefix ``cbf``)."""
 
-    alpha: float = 1.0
+    alpha: float = field(default=1.0, metadata={"range": (0.0, 100.0)})
     """Class-K gain: how fast h may decay towards 0. Larger lets the robot approach obstacles
     faster (braking later); smaller is more conservative."""
-    lookahead_m: float = 0.1
+    lookahead_m: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
     """Distance of the barrier point ahead of the axle; > 0 makes ω appear in ḣ (relative
     degree one), so the filter can steer around obstacles rather than only brake."""
-    robot_radius_m: float = 0.3
+    robot_radius_m: float = field(default=0.3, metadata={"range": (0.0, 5.0)})
     """Radius of the disk that must stay clear of every scan point."""
-    margin_m: float = 0.05
+    margin_m: float = field(default=0.05, metadata={"range": (0.0, 1.0)})
     """Extra clearance on top of the radius, absorbing discretisation and sensing error."""
-    v_min: float = -0.2
+    v_min: float = field(default=-0.2, metadata={"range": (-5.0, 0.0)})
     """Most negative forward speed (m/s); reversing lets the robot back out of tight spots."""
-    v_max: float = 0.8
+    v_max: float = field(default=0.8, metadata={"range": (0.0, 5.0)})
     """Largest forward speed (m/s) the filter will ever output."""
-    omega_max: float = 1.5
+    omega_max: float = field(default=1.5, metadata={"range": (0.0, 10.0)})
     """Largest |ω| (rad/s) the filter will ever output."""
     omega_weight: float = 0.05
     """Weight of ω deviation vs v deviation in the QP objective; small means 'prefer to
     steer rather than slow down'."""
-    sensing_range_m: float = 3.0
+    sensing_range_m: float = field(default=3.0, metadata={"range": (0.0, 100.0)})
     """Scan points farther than this from the base are ignored: they cannot bind within a
     tick and would only add constraints."""
-    max_constraints: int = 24
+    max_constraints: int = field(default=24, metadata={"range": (1, 360)})
     """Number of angular sectors around the look-ahead point; only the nearest point per
     sector becomes a constraint, pruning hundreds of rays to a few non-redundant half-planes
     and keeping the QP small and fast."""
-    stale_timeout_s: float = 0.5
+    stale_timeout_s: float = field(default=0.5, metadata={"range": (0.0, 10.0)})
     """A command or scan older (or from further in the future) than this is refused and the
     robot stops: acting on old data is driving blind."""
     scan_frame_id: str = "base_scan"
@@ -77,12 +78,13 @@ class CbfFilterConfig:
     a mount-less scan in any other frame is refused, since its points would put the barriers
     in the wrong place. Scans that carry their mount (from TF) are placed by it. Empty accepts
     any frame."""
-    max_invalid_ray_fraction: float = 0.1
+    max_invalid_ray_fraction: float = field(default=0.1, metadata={"range": (0.0, 1.0)})
     """Largest share of rays with invalid readings (finite but outside [range_min, range_max])
     a scan may hold and still be used; those rays show nothing, so beyond this the scan is
     refused and the robot stops. A scan that cannot show obstacles is not free space."""
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         finite = ("alpha", "lookahead_m", "robot_radius_m", "margin_m", "v_min", "v_max", "omega_max",
                   "omega_weight", "sensing_range_m", "stale_timeout_s")
         for name in finite:

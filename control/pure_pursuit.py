@@ -5,12 +5,13 @@ Its output is a *nominal* command; the CBF safety filter downstream is what keep
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from navkit.common.geometry import Pose2D
 from navkit.common.observation import ControlTarget, Observation
+from navkit.common.params import check_ranges
 from navkit.common.sensor_data import VelocityCommand
 
 
@@ -18,11 +19,11 @@ from navkit.common.sensor_data import VelocityCommand
 class PurePursuitConfig:
     """Parameters of :class:`PurePursuit` (ROS 2 parameter prefix ``pure_pursuit``)."""
 
-    lookahead_m: float = 0.6
+    lookahead_m: float = field(default=0.6, metadata={"range": (0.0, 10.0)})
     """Distance to the pursued point: longer is smoother but cuts corners more."""
-    v_max: float = 0.7
+    v_max: float = field(default=0.7, metadata={"range": (0.0, 5.0)})
     """Cruise speed (m/s) far from the goal."""
-    omega_max: float = 1.5
+    omega_max: float = field(default=1.5, metadata={"range": (0.0, 10.0)})
     """|ω| limit (rad/s); when the curvature law exceeds it, v is scaled down to keep the arc."""
     goal_tolerance_m: float = 0.2
     """Within this distance of the last path point the follower outputs zero (arrived)."""
@@ -35,6 +36,7 @@ class PurePursuitConfig:
     """Proportional gain on heading error while turning in place."""
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         for name in ("lookahead_m", "v_max", "omega_max", "goal_tolerance_m", "slow_radius_m",
                      "rotate_in_place_rad", "k_heading"):
             value = getattr(self, name)

@@ -15,11 +15,11 @@ errors naming the file and the dotted parameter.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from navkit.common.params import check_groups, config_from_params, load_node_params
+from navkit.common.params import check_groups, check_ranges, config_from_params, load_node_params
 from navkit.common.plugins import PluginChoice, PluginRegistry
 from navkit.perception.scan_localizer import ScanLocalizerConfig
 from navkit.stack.plugin_catalog import default_registry
@@ -36,11 +36,11 @@ class BridgeConfig:
     """Scenario YAML the simulator builds its world from (empty on a real robot)."""
     backend: str = "mujoco"
     """Robot backend, a ``robot_backend`` plugin name: a simulator or a hardware driver (launch argument ``robot``)."""
-    control_rate_hz: float = 50.0
+    control_rate_hz: float = field(default=50.0, metadata={"range": (1.0, 1000.0)})
     """Rate at which commands are applied and odometry is published."""
-    cmd_timeout_s: float = 0.5
+    cmd_timeout_s: float = field(default=0.5, metadata={"range": (0.01, 10.0)})
     """Driver watchdog: a cmd_vel older than this stops the wheels."""
-    real_time_factor: float = 1.0
+    real_time_factor: float = field(default=1.0, metadata={"range": (0.01, 100.0)})
     """ROS 2 wiring only: simulated seconds per wall second (sim time goes out on /clock)."""
     output_dir: str = ""
     """ROS 2 wiring only: where the bridge writes metrics.json when the run ends (empty: nowhere)."""
@@ -54,6 +54,7 @@ class BridgeConfig:
     """Odometry twist covariance diagonal (vx, vy, vz, wx, wy, wz)."""
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         for name, low, high in (("control_rate_hz", 1.0, 1000.0), ("cmd_timeout_s", 0.01, 10.0),
                                 ("real_time_factor", 0.01, 100.0)):
             if not low <= getattr(self, name) <= high:
@@ -68,18 +69,19 @@ class BridgeConfig:
 class PlannerNodeConfig:
     """How often the global planner checks its path against what the lidar shows."""
 
-    rate_hz: float = 1.0
+    rate_hz: float = field(default=1.0, metadata={"range": (0.0, 100.0)})
     """Replanning checks per second (a new goal or a blocked path replans at once)."""
     scenario: str = ""
     """ROS 2 wiring, simulation: the scenario file the goal list (and, with ``map_source.plugin:
     scenario``, the map) come from. Empty on a robot: goals arrive on ``goal_pose``."""
-    observe_range_m: float = 4.0
+    observe_range_m: float = field(default=4.0, metadata={"range": (0.0, 100.0)})
     """Lidar hits farther than this are not written into the planner's obstacle layer."""
     localize: bool = True
     """Correct odometry drift by matching scans to the map (map -> odom, REP-105). Without
     it the robot's belief drifts ~1 % of distance and lidar hits land in the wrong cells."""
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if not 0 < self.rate_hz <= 100.0:
             raise ValueError(f"rate_hz: must be in (0, 100], got {self.rate_hz}")
         if not 0 < self.observe_range_m <= 100.0:
@@ -88,10 +90,11 @@ class PlannerNodeConfig:
 
 @dataclass(frozen=True)
 class ControllerNodeConfig:
-    rate_hz: float = 50.0
+    rate_hz: float = field(default=50.0, metadata={"range": (0.0, 1000.0)})
     """Path-tracking rate; the safety filter runs on every command it produces."""
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if not 0 < self.rate_hz <= 1000.0:
             raise ValueError(f"rate_hz: must be in (0, 1000], got {self.rate_hz}")
 

@@ -270,12 +270,16 @@ def test_run_time_parameters_are_validated_and_applied(spawn: Callable[..., Proc
 
     refused = set_alpha(-5.0)
     assert not refused.successful and "alpha" in refused.reason, refused
+    print("refused:", refused.reason)
+    zero = set_alpha(0.0)  # inside the descriptor's inclusive range, refused by the config (alpha must be > 0)
+    assert not zero.successful and "alpha: must be > 0" in zero.reason, zero
     assert get_alpha() == pytest.approx(1.0)
     accepted = set_alpha(2.0)
     assert accepted.successful, accepted
     assert get_alpha() == pytest.approx(2.0)
     d = call(describe, DescribeParameters.Request(names=["safety_filter.alpha", "safety_filter.plugin"])).descriptors
     assert "Class-K gain" in d[0].description and d[0].type == ParameterType.PARAMETER_DOUBLE
+    assert (d[0].floating_point_range[0].from_value, d[0].floating_point_range[0].to_value) == (0.0, 100.0)
     assert d[1].read_only
     assert node.proc.poll() is None
     node.proc.send_signal(signal.SIGINT)
