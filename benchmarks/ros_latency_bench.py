@@ -135,6 +135,9 @@ def _ping_pong(n_scans: int, rate_hz: float, domain: int, node_alive: Callable[[
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import LaserScan
 
+    from navkit.common.geometry import RigidTransform
+    from navkit.ros_ws.navkit_nodes.tf_tree import StaticTfBroadcaster, transform_msg
+
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("navkit_latency_bench", context=context)
@@ -151,6 +154,9 @@ def _ping_pong(n_scans: int, rate_hz: float, domain: int, node_alive: Callable[[
     node.create_subscription(TwistStamped, "cmd_vel", on_cmd, qos)
     cmd_pub = node.create_publisher(TwistStamped, "cmd_vel_nav", qos)
     scan_pub = node.create_publisher(LaserScan, "scan", qos_profile_sensor_data)  # as a lidar driver publishes
+    # The lidar's mount, latched as a robot description publishes it: the filter uses a scan only once TF places it.
+    mount = StaticTfBroadcaster(node)
+    mount.send(transform_msg("base_link", "base_scan", 0.0, RigidTransform((0.0, 0.0, 0.2))))
 
     scan = LaserScan()
     scan.header.frame_id = "base_scan"

@@ -22,8 +22,8 @@ Safety, in the order it acts:
    every ``send_period_s`` (≥ 10 Hz) and polling the encoders every ``poll_period_s``.
 3. **Limits**: |v| ≤ ``v_max``, |ω| ≤ ``omega_max``, then acceleration limits on both,
    then (with ``max_qpps``) both wheels scaled by one factor so the path's curvature is
-   kept. Commanded stops ramp down; safety stops (stale, non-finite, e-stop, link loss) do
-   not wait for the ramp.
+   kept. Commanded slow-downs ramp at ``decel_max`` (3× the start-up ramp by default); safety
+   stops (stale, non-finite, e-stop, link loss) do not wait for the ramp.
 
 With the defaults, a dead host's base stops ``controller_timeout_s`` = 0.3 s after its last
 packet (≤ 0.35 s after its last drive packet); a live host that stops commanding stops the
@@ -121,9 +121,14 @@ class SerialBaseConfig:
     omega_max: float = 2.0
     """Turn-rate limit, rad/s."""
     accel_max: float = 1.0
-    """Linear acceleration limit, m/s² (also for commanded slow-downs; safety stops skip it)."""
+    """Linear acceleration limit, m/s², when speeding up."""
+    decel_max: float = 3.0
+    """Linear deceleration limit, m/s², when slowing down (towards zero). Larger than ``accel_max`` on
+    purpose: a zero or reduced command is usually the safety filter braking, and its barrier counts
+    on the base stopping quickly, not coasting ~0.3 m at the gentle start-up ramp. Safety stops
+    (stale, non-finite, e-stop, link loss) skip the ramp altogether."""
     alpha_max: float = 4.0
-    """Angular acceleration limit, rad/s²."""
+    """Angular acceleration limit, rad/s² (both ways)."""
     max_qpps: int = 0
     """Wheel speed limit in counts/s (the controller's QPPS); 0 = only v_max/omega_max limit."""
     m1_is_left: bool = True
@@ -166,7 +171,7 @@ class SerialBaseConfig:
         if not valid_address(self.address):
             raise SerialBaseConfigError("address", f"must be 0x80..0x87 (128..135), got {self.address}")
         for name in ("wheel_radius_m", "wheel_separation_m", "encoder_counts_per_rev", "v_max", "omega_max",
-                     "accel_max", "alpha_max", "cmd_timeout_s", "send_period_s", "poll_period_s",
+                     "accel_max", "decel_max", "alpha_max", "cmd_timeout_s", "send_period_s", "poll_period_s",
                      "reconnect_period_s", "config_check_period_s"):
             if getattr(self, name) <= 0.0:
                 raise SerialBaseConfigError(name, f"must be > 0, got {getattr(self, name)}")
@@ -493,7 +498,8 @@ class SerialBase:
         dt = min(max(t - self._ramp_t, 0.0), 2.0 * cfg.send_period_s)
         self._ramp_t = t
         target = (self._cmd.v, self._cmd.omega) if self._cmd is not None and not self._estop else (0.0, 0.0)
-        v = _step_towards(self._out[0], target[0], cfg.accel_max * dt)
+        slowing = abs(target[0]) < abs(self._out[0]) or target[0] * self._out[0] < 0.0
+        v = _step_towards(self._out[0], target[0], (cfg.decel_max if slowing else cfg.accel_max) * dt)
         w = _step_towards(self._out[1], target[1], cfg.alpha_max * dt)
         self._out = (v, w)
         m1, m2 = self._wheel_qpps(v, w)

@@ -151,7 +151,7 @@ class PybulletRobot:
         self._ray_angles = self._angle_min + self._angle_inc * np.arange(lidar.num_rays)
         # Each ray's direction on base_link through the lidar's mount (offset, turned or upside
         # down), exactly as MujocoRobot turns them, so both scans hold the same rays in the same order.
-        self._scan_mount = lidar.mount()
+        self._scan_mount = lidar.mount(base_height_m=scenario.robot.wheel_radius_m)
         sensor_dirs = np.stack([np.cos(self._ray_angles), np.sin(self._ray_angles), np.zeros(lidar.num_rays)], axis=1)
         base_dirs = sensor_dirs @ self._scan_mount.matrix.T
         self._ray_base_angles = np.arctan2(base_dirs[:, 1], base_dirs[:, 0])

@@ -127,13 +127,14 @@ class LidarConfig:
     upside_down: bool = False
     """Mounted with its top facing the floor (roll = 180°): its scan turns the other way."""
 
-    def mount(self, frame_id: str = "base_scan") -> RigidTransform:
-        """``base_link <- frame_id``: the lidar's pose on the robot."""
+    def mount(self, frame_id: str = "base_scan", base_height_m: float = 0.0) -> RigidTransform:
+        """``base_link <- frame_id``: the lidar's pose on the robot. ``height_m`` is above the floor;
+        ``base_height_m`` is base_link's own height (the wheel axle's, REP-105's diff-drive convention)."""
         yaw = math.radians(self.yaw_deg)
         q_yaw = (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
         # Roll by pi about x after the yaw: q = q_yaw * q_roll with q_roll = (1, 0, 0, 0).
         q = (q_yaw[3], q_yaw[2], 0.0, 0.0) if self.upside_down else q_yaw
-        return RigidTransform((self.x_m, self.y_m, self.height_m), q, "base_link", frame_id)
+        return RigidTransform((self.x_m, self.y_m, self.height_m - base_height_m), q, "base_link", frame_id)
 
     BOUNDS: ClassVar[dict[str, tuple[float, float, bool]]] = {
         "num_rays": (1, 10_000, False), "fov_deg": (0.0, 360.0, True), "range_min_m": (0.0, 10.0, False),

@@ -46,6 +46,9 @@ class BridgeConfig:
     """ROS 2 wiring only: where the bridge writes metrics.json when the run ends (empty: nowhere)."""
     publish_camera: bool = True
     """Publish camera/image_raw at the scenario's camera rate."""
+    cmd_vel_stamped: bool = True
+    """Take ``cmd_vel`` as geometry_msgs/TwistStamped (true) or plain Twist (false): the same launch
+    argument sets the safety filter's output, so the two always agree."""
     pose_covariance_diagonal: tuple[float, ...] = (1e-3, 1e-3, 1e6, 1e6, 1e6, 1e-2)
     """Odometry pose covariance diagonal (x, y, z, roll, pitch, yaw), as diff_drive_controller's
     parameter of that name: a planar base knows nothing of z/roll/pitch (1e6: "unknown"), and an

@@ -64,6 +64,11 @@ class ControllerNode(ManagedNode):
     def start(self) -> None:
         self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
 
+    def restart_timers(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+
     def stop(self) -> None:
         if self._timer is not None:
             self.destroy_timer(self._timer)

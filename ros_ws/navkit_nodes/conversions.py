@@ -5,7 +5,9 @@ ROS message. Frames follow REP-105 (odom -> base_link, scan in base_scan).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -133,6 +135,16 @@ def path_from_msg(msg: PathMsg) -> np.ndarray:
 MAX_MAP_CELLS = 25_000_000
 
 
+def planar_quaternion(q: Any, tolerance: float = 1e-3) -> bool:
+    """True for a unit quaternion that only rotates about z (x = y = 0): a pose on the floor plane.
+
+    A zero quaternion or a rolled one (a mirrored map, a pose upside down) is not a planar pose and
+    must be refused rather than read as yaw 0.
+    """
+    norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+    return abs(norm - 1.0) <= tolerance and abs(q.x) <= tolerance and abs(q.y) <= tolerance
+
+
 def grid_from_msg(msg: OccupancyGridMsg, *, unknown_is_occupied: bool = True,
                   occupied_threshold: int = 65) -> OccupancyGrid:
     """nav_msgs/OccupancyGrid -> navkit's grid (row 0 at the origin, as in the message).
@@ -152,8 +164,8 @@ def grid_from_msg(msg: OccupancyGridMsg, *, unknown_is_occupied: bool = True,
     p, q = info.origin.position, info.origin.orientation
     if not all(np.isfinite(v) for v in (p.x, p.y, q.x, q.y, q.z, q.w)):
         raise ValueError("info.origin: holds NaN/Inf")
-    if abs(quaternion_to_yaw(q.x, q.y, q.z, q.w)) > 1e-6:
-        raise ValueError("info.origin: rotated map origins are not supported")
+    if not planar_quaternion(q) or abs(quaternion_to_yaw(q.x, q.y, q.z, q.w)) > 1e-6:
+        raise ValueError("info.origin: rotated (or not unit) map origins are not supported")
     cells = np.asarray(msg.data, dtype=np.int16).reshape(h, w)
     occupied = cells >= occupied_threshold
     if unknown_is_occupied:

@@ -283,6 +283,10 @@ class LifecycleManagerNode(Node):
             self._bring_down_on_fresh_context()
         except KeyboardInterrupt:
             print("lifecycle_manager: interrupted again: leaving the managed nodes as they are", file=sys.stderr)
+        except Exception as exc:  # rclpy refusing a new context while the process shuts down: say so, in one line
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"lifecycle_manager: cannot reach the managed nodes to bring them down ({text}); "
+                  "they stop with their own signal", file=sys.stderr)
 
     def _bring_down_on_fresh_context(self) -> None:
         """rclpy's signal handler shut the node's context down, so talk to the nodes from a private one."""

@@ -22,16 +22,22 @@ a QoS mismatch on any input shows in ``/diagnostics`` with what to change.
 
 ``autostart: true`` (a parameter every managed node accepts) configures and activates the node by
 itself, for running one node by hand; launches leave it false and use the lifecycle manager.
+
+On Ctrl-C the whole launch receives the signal at once and each node's context shuts down before
+a last command could be sent: what stops the wheels then is the driver's command timeout
+(0.5 s), as with any ROS 2 stack. A deactivation (lifecycle manager, or a node failing) does send
+one zero command.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
-from navkit.common.errors import NavkitError
+from navkit.common.errors import NavkitError, ParameterError
 from navkit.common.geometry import RigidTransform
 from navkit.common.sensor_data import LaserScan
 from navkit.ros_ws.navkit_nodes.conversions import scan_from_msg
@@ -53,7 +59,10 @@ class ManagedNode(LifecycleNode):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self.declare_parameter(AUTOSTART, False)
+        try:
+            self.declare_parameter(AUTOSTART, False)
+        except (InvalidParameterTypeException, InvalidParameterValueException):
+            raise ParameterError(params_source(self), AUTOSTART, "expected true/false") from None
         # Read and check what we were given now: a bad parameter file fails at start, with one line.
         self.config: Any = self.read_config(self._given())
         self.guard: ParameterGuard | None = None
@@ -61,6 +70,8 @@ class ManagedNode(LifecycleNode):
         self.watches: dict[str, TopicWatch] = {}
         self.tf_buffer = TfBuffer()
         self.tf_listener: TfListener | None = None
+        self.unplaced_scans = 0
+        self.unplaced_reason = ""
         self._active = False
 
     # ----------------------------------------------------------------- for subclasses
@@ -88,6 +99,9 @@ class ManagedNode(LifecycleNode):
 
     def disconnect(self) -> None:
         """Destroy what :meth:`connect` created (timers included)."""
+
+    def restart_timers(self) -> None:
+        """Re-create timers after a parameter change (a new rate must take effect, not just be stored)."""
 
     def add_checks(self, diagnostics: NodeDiagnostics) -> None:
         """Register the node's own diagnostic checks."""
@@ -124,15 +138,26 @@ class ManagedNode(LifecycleNode):
 
         return self.create_subscription(msg_type, topic, on_msg, SENSOR_QOS, event_callbacks=events)
 
-    def scan_in_base(self, msg: Any) -> LaserScan:
-        """A LaserScan message with its mount (``base_link <- header.frame_id``) from TF when TF knows it."""
-        mount: RigidTransform | None = None
+    def scan_in_base(self, msg: Any) -> LaserScan | None:
+        """A LaserScan message placed on the robot by its mount (``base_link <- header.frame_id``) from TF.
+
+        None (the scan must not be used) while TF cannot place it: a scan whose mount is unknown could
+        sit anywhere, and reading it as if on the base's axis puts the barriers in the wrong place, as
+        a TurtleBot's offset ``base_scan`` would. Only without a TF listener at all (tf2_msgs missing,
+        reported in /diagnostics) are scans taken as they are, where the safety filter accepts just
+        its on-axis ``scan_frame_id``.
+        """
         frame = msg.header.frame_id
-        if frame and frame != BASE_FRAME:
-            found = self.tf_buffer.lookup(BASE_FRAME, frame, None)
-            if found is not None:
-                mount = RigidTransform(found.translation, found.rotation, BASE_FRAME, frame)
-        return scan_from_msg(msg, mount)
+        if self.tf_listener is None or frame == BASE_FRAME:
+            return scan_from_msg(msg)
+        found = self.tf_buffer.lookup(BASE_FRAME, frame, None)
+        if found is None:
+            self.unplaced_scans += 1
+            self.unplaced_reason = self.tf_buffer.why(BASE_FRAME, frame, None) or f"no transform {BASE_FRAME} <- {frame}"
+            self.get_logger().warning(f"scan not used: {self.unplaced_reason}", throttle_duration_sec=1.0)
+            return None
+        self.unplaced_reason = ""
+        return scan_from_msg(msg, RigidTransform(found.translation, found.rotation, BASE_FRAME, frame))
 
     # ----------------------------------------------------------------- transitions
 
@@ -153,15 +178,26 @@ class ManagedNode(LifecycleNode):
                                     self._apply)
         self.diagnostics = NodeDiagnostics(self)
         self.diagnostics.add_check("state", lambda: (0, "active" if self._active else "inactive", {}))
+        self.diagnostics.add_check("tf", self._tf_status)
         for topic, watch in self.watches.items():
             self.diagnostics.add_check(f"input {topic}", lambda w=watch: w.status(1.0))
         self.add_checks(self.diagnostics)
         self.diagnostics.start()
         return TransitionCallbackReturn.SUCCESS
 
+    def _tf_status(self) -> tuple[int, str, dict[str, Any]]:
+        values = {"scans_without_transform": self.unplaced_scans}
+        if self.tf_listener is None:
+            return 1, "no TF listener (tf2_msgs missing: run scripts/build_tf2_msgs.sh): scans taken as on-axis", values
+        if self.unplaced_reason:
+            return 1, f"scans not used: {self.unplaced_reason}", values
+        return 0, "ok", values
+
     def _apply(self, config: Any) -> None:
         self.config = config
         self.build(config)
+        if self._active:
+            self.restart_timers()
         self.get_logger().info("parameters changed and applied")
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -201,7 +237,13 @@ class ManagedNode(LifecycleNode):
         self.watches.clear()
 
     def autostart(self) -> None:
-        """Configure and activate now when the ``autostart`` parameter is true (a node run by hand)."""
-        if self.get_parameter(AUTOSTART).get_parameter_value().bool_value:
-            self.trigger_configure()
-            self.trigger_activate()
+        """Configure and activate now when the ``autostart`` parameter is true (a node run by hand).
+
+        A transition that fails is the node's end (exit 2 with the reason, which configure logged):
+        a hand-started node must not sit unconfigured, looking alive.
+        """
+        if not self.get_parameter(AUTOSTART).get_parameter_value().bool_value:
+            return
+        for name, trigger in (("configure", self.trigger_configure), ("activate", self.trigger_activate)):
+            if trigger() != TransitionCallbackReturn.SUCCESS:
+                raise NavkitError(f"{params_source(self)}: autostart: {name} failed (see the line above)")

@@ -1,6 +1,7 @@
 """Shared node plumbing: parameters -> dataclass configs, and a clean main()."""
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,10 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None = None) -> int:
         reason = "stopped by a signal or its launcher"
         return int(getattr(node, "exit_code", 0)) if node is not None else 0
     finally:
+        # A terminal's Ctrl-C reaches every process of the group and ros2 launch then sends each node a
+        # second SIGINT: the clean-up below (leaving results, destroying the node) must not be cut short
+        # by it, so further SIGINTs are ignored from here on.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             finish_early = getattr(node, "finish_early", None)
             if finish_early is not None:

@@ -35,7 +35,8 @@ from navkit.common.geometry import Pose2D, compose, inverse, quaternion_to_yaw
 from navkit.common.plugins import PluginChoice
 from navkit.common.sensor_data import Odometry, is_fresh
 from navkit.perception.scan_localizer import ScanLocalizerConfig
-from navkit.ros_ws.navkit_nodes.conversions import from_time, grid_from_msg, odometry_from_msg, path_to_msg
+from navkit.ros_ws.navkit_nodes.conversions import (from_time, grid_from_msg, odometry_from_msg, path_to_msg,
+                                                    planar_quaternion)
 from navkit.ros_ws.navkit_nodes.declared_params import ParamField, param_fields, plugin_fields
 from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics
 from navkit.ros_ws.navkit_nodes.managed_node import ManagedNode
@@ -143,6 +144,11 @@ class PlannerNode(ManagedNode):
     def start(self) -> None:
         self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
 
+    def restart_timers(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+
     def stop(self) -> None:
         if self._timer is not None:
             self.destroy_timer(self._timer)
@@ -197,8 +203,10 @@ class PlannerNode(ManagedNode):
         old = self.stage
         self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, self.registry, goals=goals,
                                           goal_tolerance_m=tolerance, scenario=scenario, map_grid=grid)
-        if old is not None:
+        if old is not None:  # a re-sent map (map_server restart, SLAM update) keeps where the robot is on it
             self.stage.goals = old.goals
+            if self.stage.localizer is not None and old.localizer is not None:
+                self.stage.localizer.reset(old.localizer.correction)
         self.map_problem = ""
         self.get_logger().info(f"map received on {cfg.topic}: {grid.shape[1]} x {grid.shape[0]} cells "
                                f"at {grid.resolution:g} m")
@@ -236,6 +244,8 @@ class PlannerNode(ManagedNode):
         if not self.active or self.stage is None:
             return
         scan = self.scan_in_base(msg)
+        if scan is None:
+            return
         odom = self._odom_at(scan.stamp)
         if odom is None:
             self.get_logger().warning("no odometry at the scan's time: scan skipped", throttle_duration_sec=1.0)
@@ -266,10 +276,10 @@ class PlannerNode(ManagedNode):
         if frame != "map":
             self.get_logger().error(f"initialpose rejected: frame {frame!r} (must be 'map')")
             return
-        pose = Pose2D(p.x, p.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
-        if not pose.is_finite():
-            self.get_logger().error("initialpose rejected: not finite")
+        if not all(math.isfinite(v) for v in (p.x, p.y, q.x, q.y, q.z, q.w)) or not planar_quaternion(q):
+            self.get_logger().error("initialpose rejected: not finite, or not a rotation about z")
             return
+        pose = Pose2D(p.x, p.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
         if self.stage is None or self.stage.localizer is None or self.odom is None:
             self.get_logger().error("initialpose rejected: needs the map, localize: true and odometry first")
             return
@@ -309,7 +319,7 @@ class PlannerNode(ManagedNode):
         now = from_time(self.get_clock().now().to_msg())
         if self.stage.update(now, self.odom) or self.stage.path is None:
             self._publish_plan(now)
-        self._publish_map_to_odom(self.odom.stamp)
+        self._publish_map_to_odom(now)  # the node's time: stalled odometry must not repeat an old stamp
 
 
 def main(argv: list[str] | None = None) -> int:

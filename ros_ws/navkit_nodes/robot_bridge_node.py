@@ -3,8 +3,10 @@
 Publishes ``odom`` (nav_msgs/Odometry, odom -> base_link, covariances filled), ``/tf``
 (odom -> base_link), ``/tf_static`` (base_link -> each sensor it owns, by the sensor's
 real mount), ``scan`` and ``camera/image_raw`` when the backend has those sensors, and,
-when simulating, ``/clock``; applies ``cmd_vel`` (geometry_msgs/TwistStamped) unless ``e_stop``
-(std_msgs/Bool, latched) is pressed; reports the robot on ``/diagnostics`` at 1 Hz. Sensor
+when simulating, ``/clock``; applies ``cmd_vel`` (geometry_msgs/TwistStamped, or Twist with
+``cmd_vel_stamped: false``; stale or future stamps are dropped as diff_drive_controller does)
+unless ``e_stop`` (std_msgs/Bool, any reliable publisher) is pressed; reports the robot on
+``/diagnostics`` at 1 Hz. Sensor
 topics are published with ``SensorDataQoS`` (best effort), as real drivers do, so
 subscribers written for real drivers match. Which robot is behind it is one parameter
 (``backend``, the launch argument ``robot:=...``), a ``robot_backend`` plugin name; the
@@ -31,10 +33,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry as OdometryMsg
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image as ImageMsg
 from sensor_msgs.msg import LaserScan as LaserScanMsg
@@ -43,7 +45,7 @@ from std_msgs.msg import Bool
 from navkit.common.errors import NavkitError
 from navkit.common.geometry import RigidTransform
 from navkit.common.interfaces import RobotBackend, SimulationTruth
-from navkit.common.sensor_data import Odometry, VelocityCommand
+from navkit.common.sensor_data import Odometry, VelocityCommand, is_fresh
 from navkit.ros_ws.navkit_nodes.conversions import (
     command_from_msg, from_time, image_to_msg, odometry_to_msg, scan_to_msg, to_time)
 from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics
@@ -89,11 +91,14 @@ class RobotBridgeNode(Node):
         if self.tf is None:
             self.get_logger().warning("tf2_msgs is not installed: no /tf (run scripts/build_tf2_msgs.sh); "
                                       "the odom message still carries odom -> base_link")
-        self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd, QoSProfile(depth=10))
-        # Latched like a physical e-stop button's state: a late-joining bridge still sees it pressed.
+        if cfg.cmd_vel_stamped:
+            self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd, QoSProfile(depth=10))
+        else:
+            self.create_subscription(Twist, "cmd_vel", self._on_twist, QoSProfile(depth=10))
+        self.stale_cmds = 0
+        # Reliable + volatile matches every publisher (a default one, or a latched e-stop button node).
         self.estop = False
-        self.create_subscription(Bool, "e_stop", self._on_estop,
-                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.create_subscription(Bool, "e_stop", self._on_estop, QoSProfile(depth=10))
         self.diagnostics = NodeDiagnostics(self, hardware_id=cfg.backend)
         self.diagnostics.add_check("robot", self._robot_status)
         self.diagnostics.start()
@@ -139,7 +144,7 @@ class RobotBridgeNode(Node):
 
     def _robot_status(self) -> tuple[int, str, dict[str, Any]]:
         values: dict[str, Any] = {"backend": self.config.backend, "watchdog_trips": self.robot.watchdog_trips,
-                                  "e_stop": self.estop}
+                                  "e_stop": self.estop, "stale_cmd_vel_dropped": self.stale_cmds}
         stats = getattr(self.robot, "stats", None)
         if stats is not None and hasattr(stats, "__dataclass_fields__"):
             values.update({k: getattr(stats, k) for k in stats.__dataclass_fields__})
@@ -153,12 +158,27 @@ class RobotBridgeNode(Node):
             return 0, "simulating" if self._t0 is not None else "waiting for the navigation stack", values
         return 0, "driving", values
 
+    def _on_twist(self, msg: Twist) -> None:
+        """Plain Twist (cmd_vel_stamped: false) carries no stamp: it counts as sent now."""
+        stamped = TwistStamped()
+        stamped.header.stamp = to_time(self._stamp())
+        stamped.twist = msg
+        self._on_cmd(stamped)
+
     def _on_cmd(self, msg: TwistStamped) -> None:
         self._start_episode("first cmd_vel: the navigation stack is up")
         if self.estop:
             return
         cmd = command_from_msg(msg)
-        # The driver watchdog measures freshness from arrival, as a motor driver does.
+        # Like diff_drive_controller: a command stamped further than cmd_timeout_s from now (old, or from a
+        # clock running ahead) is dropped; a zero stamp means "now". Non-finite ones stop the base.
+        now = self._stamp()
+        if cmd.stamp != 0.0 and not is_fresh(cmd.stamp, now, self.config.cmd_timeout_s):
+            self.stale_cmds += 1
+            self.get_logger().warning(f"cmd_vel stamped {cmd.stamp - now:+.2f} s from now: dropped "
+                                      f"({self.stale_cmds} so far)", throttle_duration_sec=1.0)
+            return
+        # The driver watchdog then measures freshness from arrival, as a motor driver does.
         self.robot.apply_command(VelocityCommand(self.robot.now(), cmd.v, cmd.omega))
         if not cmd.is_finite():
             self.get_logger().warning("non-finite cmd_vel received: stopping", throttle_duration_sec=1.0)
@@ -175,11 +195,14 @@ class RobotBridgeNode(Node):
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=to_time(now)))
         odom = self.robot.read_odometry()
-        odom = Odometry(now, odom.pose, odom.v, odom.omega, odom.frame_id, odom.child_frame_id)
+        # A driver's stamp is on its own clock (monotonic on hardware): keep its age, on the ROS clock, so
+        # odometry that stopped updating (a link down) looks as stale downstream as it is.
+        stamp = now if self.simulated else now - max(self.robot.now() - odom.stamp, 0.0)
+        odom = Odometry(stamp, odom.pose, odom.v, odom.omega, odom.frame_id, odom.child_frame_id)
         cfg = self.config
         self.odom_pub.publish(odometry_to_msg(odom, cfg.pose_covariance_diagonal, cfg.twist_covariance_diagonal))
         if self.tf is not None:
-            self.tf.send(transform_msg(odom.frame_id, odom.child_frame_id, now, odom.pose))
+            self.tf.send(transform_msg(odom.frame_id, odom.child_frame_id, stamp, odom.pose))
         if now >= self._next_scan - 1e-9:
             scan = self.robot.read_scan()
             if scan is not None:

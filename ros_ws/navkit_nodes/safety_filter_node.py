@@ -63,8 +63,9 @@ class SafetyFilterNode(ManagedNode):
 
     def param_fields(self, config: Any) -> list[ParamField]:
         node_cfg, choice = config
+        # The frame check is a safety property: not something to switch off at run time.
         return param_fields(SafetyFilterNodeConfig, "", node_cfg, structural=("cmd_vel_stamped",)) + \
-            plugin_fields(choice)
+            plugin_fields(choice, structural=("safety_filter.scan_frame_id",))
 
     def build(self, config: Any) -> None:
         old = self.filter

@@ -192,6 +192,17 @@ def twist_msg(client: RosClient, v: float, omega: float, age_s: float = 0.0) -> 
     return msg
 
 
+def publish_scan_mount(client: RosClient, frame: str = "base_scan") -> Any:
+    """Latch ``base_link -> frame`` (on the base's axis) on /tf_static, as a robot's description does: the
+    navigation nodes use a scan only once TF can place it. Keep the returned broadcaster alive."""
+    from navkit.common.geometry import RigidTransform
+    from navkit.ros_ws.navkit_nodes.tf_tree import StaticTfBroadcaster, transform_msg
+
+    broadcaster = StaticTfBroadcaster(client.node)
+    broadcaster.send(transform_msg("base_link", frame, 0.0, RigidTransform((0.0, 0.0, 0.2))))
+    return broadcaster
+
+
 def scan_msg(client: RosClient, obstacle_m: float | None = None) -> Any:
     """A 180-ray half-circle scan, stamped now: all 'no return' (+inf), or a wall ``obstacle_m`` ahead."""
     from sensor_msgs.msg import LaserScan

@@ -32,23 +32,29 @@ def _specs(robot: str) -> dict[str, Any]:
 
 def test_only_the_robot_argument_differs_between_backends() -> None:
     """Navigation nodes: same executable, same parameter file, same parameters, except use_sim_time,
-    which follows the robot (true for simulators, false on a robot). The bridge: only ``backend``."""
+    which follows the robot (true for simulators, false on a robot), and the default scenario (the
+    demo warehouse in simulation; none on a robot, whose map and goals come from elsewhere). The
+    bridge: only ``backend`` (and that default scenario)."""
     specs = {robot: _specs(robot) for robot in ROBOTS}
     base = specs["mujoco"]
     for robot, nodes in specs.items():
         for name in NAV_NODES:
             a, b = base[name], nodes[name]
             assert (a.exec, a.params_files, a.remaps) == (b.exec, b.params_files, b.remaps), (robot, name)
-            assert {k: v for k, v in a.params.items() if k != "use_sim_time"} == \
-                   {k: v for k, v in b.params.items() if k != "use_sim_time"}, (robot, name)
-            assert b.params["use_sim_time"] is (robot in ("mujoco", "pybullet")), (robot, name)
+            varies = ("use_sim_time", "scenario")
+            assert {k: v for k, v in a.params.items() if k not in varies} == \
+                   {k: v for k, v in b.params.items() if k not in varies}, (robot, name)
+            simulated = robot in ("mujoco", "pybullet")
+            assert b.params["use_sim_time"] is simulated, (robot, name)
+            if "scenario" in b.params:
+                assert bool(b.params["scenario"]) is simulated, (robot, name, b.params["scenario"])
         if robot == "external":
             assert "robot_bridge" not in nodes  # the vendor's driver is the robot
         else:
             bridge = nodes["robot_bridge"]
             assert bridge.params["backend"] == robot
-            assert {k: v for k, v in bridge.params.items() if k != "backend"} == \
-                   {k: v for k, v in base["robot_bridge"].params.items() if k != "backend"}
+            assert {k: v for k, v in bridge.params.items() if k not in ("backend", "scenario")} == \
+                   {k: v for k, v in base["robot_bridge"].params.items() if k not in ("backend", "scenario")}
             assert bridge.params_files == base["robot_bridge"].params_files
     assert base["lifecycle_manager"].params["node_names"] == ["planner", "controller", "safety_filter"]
 
@@ -190,7 +196,7 @@ def test_serial_base_bridge_drives_the_emulated_roboclaw(spawn: Callable[..., Pr
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import TwistStamped
     from nav_msgs.msg import Odometry
-    from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+    from rclpy.qos import qos_profile_sensor_data
     from std_msgs.msg import Bool
 
     from navkit.hardware.roboclaw_emulator import EmulatorConfig, RoboClawEmulator
@@ -207,8 +213,7 @@ def test_serial_base_bridge_drives_the_emulated_roboclaw(spawn: Callable[..., Pr
         client.node.create_subscription(Odometry, "odom", odom.append, qos_profile_sensor_data)
         client.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         cmd = client.node.create_publisher(TwistStamped, "cmd_vel", 10)
-        estop = client.node.create_publisher(Bool, "e_stop", QoSProfile(depth=1,
-                                                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        estop = client.node.create_publisher(Bool, "e_stop", 10)  # default QoS, as `ros2 topic pub` sends
         assert client.spin_until(lambda: len(odom) > 5 and cmd.get_subscription_count() > 0, 30.0), bridge.output()
         assert client.node.count_publishers("/clock") == 0
         x0 = odom[-1].pose.pose.position.x
@@ -218,6 +223,7 @@ def test_serial_base_bridge_drives_the_emulated_roboclaw(spawn: Callable[..., Pr
             client.spin_for(0.05)
         assert odom[-1].pose.pose.position.x - x0 > 0.15, bridge.output()
         assert odom[-1].pose.covariance[0] > 0.0  # filled, not "perfectly known"
+        assert client.spin_until(lambda: estop.get_subscription_count() > 0, 5.0)
         estop.publish(Bool(data=True))
         client.spin_for(0.3)
         x1 = odom[-1].pose.pose.position.x
@@ -325,3 +331,71 @@ def test_every_node_reports_diagnostics_and_the_stack_records(spawn: Callable[..
     assert messages["/scan"] and messages["/cmd_vel"] and messages["/diagnostics"]
     metadata = (tmp_path / "live" / "metadata.yaml").read_text()
     assert "best_effort" in metadata and "ros_distro: kilted" in metadata
+
+
+@pytest.mark.ros
+def test_the_filter_node_places_a_turned_lidar_by_its_tf_mount(spawn: Callable[..., Proc],
+                                                              ros_client: Callable[[int], RosClient]) -> None:
+    """One wall 0.45 m in front of the robot, seen by two lidars: one mounted straight, one turned 180°
+    (so the wall lies behind *its* x axis). Placed by /tf_static the filter brakes for both; a scan in a
+    frame TF does not know is not used at all (zero), never read as if it sat on the axis."""
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import LaserScan
+
+    from navkit.common.geometry import RigidTransform
+    from navkit.ros_ws.navkit_nodes.tf_tree import StaticTfBroadcaster, transform_msg
+    from ros_helpers import twist_msg
+
+    domain = domain_id()
+    node = spawn(node_argv("safety_filter_node") + ["--ros-args", "--params-file", str(PARAMS),
+                                                    "-p", "use_sim_time:=false", "-p", "autostart:=true"],
+                 ros_env(domain), "filter")
+    client = ros_client(domain)
+    out: list[float] = []
+    client.node.create_subscription(TwistStamped, "cmd_vel", lambda m: out.append(m.twist.linear.x), 50)
+    cmd = client.node.create_publisher(TwistStamped, "cmd_vel_nav", 10)
+    scans = client.node.create_publisher(LaserScan, "scan", qos_profile_sensor_data)
+    static = StaticTfBroadcaster(client.node)
+    static.send([transform_msg("base_link", "laser_straight", 0.0, RigidTransform((0.0, 0.0, 0.2))),
+                 transform_msg("base_link", "laser_turned", 0.0, RigidTransform.planar(0.0, 0.0, math.pi, z=0.2))])
+    assert client.spin_until(lambda: cmd.get_subscription_count() > 0 and scans.get_subscription_count() > 0,
+                             30.0), node.output()
+
+    def scan(frame: str, bearing: float) -> LaserScan:
+        msg = LaserScan()
+        msg.header.stamp = client.now().to_msg()
+        msg.header.frame_id = frame
+        msg.angle_min, msg.angle_increment = -math.pi, 2 * math.pi / 360
+        msg.angle_max = msg.angle_min + 359 * msg.angle_increment
+        msg.range_min, msg.range_max = 0.05, 8.0
+        ranges = [math.inf] * 360
+        for k in range(-8, 9):  # a wall segment around the bearing
+            ranges[(int(round((bearing + math.pi) / msg.angle_increment)) + k) % 360] = 0.45 / math.cos(
+                k * msg.angle_increment)
+        msg.ranges = ranges
+        return msg
+
+    def drive_with(frame: str, bearing: float, until: float | None = None) -> float:
+        """The filtered speed for 0.5 m/s with this scan: the last of 3 tries (or the first equal to ``until``,
+        for the warm-up while discovery and /tf_static complete: scans are best effort)."""
+        v = math.nan
+        for _ in range(100 if until is not None else 3):
+            start = len(out)
+            scans.publish(scan(frame, bearing))
+            client.spin_for(0.05)
+            cmd.publish(twist_msg(client, 0.5, 0.0))
+            client.spin_until(lambda: len(out) > start, 1.0)
+            client.spin_for(0.05)
+            v = out[-1] if len(out) > start else math.nan
+            if until is not None and v == pytest.approx(until):
+                break
+        return v
+
+    free = drive_with("laser_straight", math.pi, until=0.5)  # the wall behind the robot: nothing ahead
+    assert free == pytest.approx(0.5), node.output()[-2000:]
+    assert drive_with("laser_straight", 0.0) < 0.3  # ahead, straight lidar
+    assert drive_with("laser_turned", math.pi) < 0.3  # ahead, seen behind the turned lidar: braked
+    assert drive_with("laser_turned", 0.0) == pytest.approx(0.5)  # behind the robot: free
+    unknown = drive_with("laser_unknown", math.pi)
+    assert unknown == 0.0 and "scan not used: " in node.output(), node.output()[-2000:]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ros_helpers import (CONTROLLER_NODE, FILTER_NODE, PARAMS, PLANNER_NODE, SCENARIO, Proc, RosClient, alive,
+from ros_helpers import (publish_scan_mount, CONTROLLER_NODE, FILTER_NODE, PARAMS, PLANNER_NODE, SCENARIO, Proc, RosClient, alive,
                          domain_id, launch_argv, launched_nodes, ros_env, scan_msg, twist_msg)
 
 pytestmark = pytest.mark.ros
@@ -62,6 +62,7 @@ def test_safety_filter_node_stops_on_scans_that_show_nothing(spawn: Callable[...
                                     50)
     cmd_pub = client.node.create_publisher(TwistStamped, "cmd_vel_nav", 10)
     scan_pub = client.node.create_publisher(LaserScan, "scan", 10)
+    mount = publish_scan_mount(client)  # noqa: F841 - keeps the latched mount alive
     assert client.spin_until(lambda: cmd_pub.get_subscription_count() and scan_pub.get_subscription_count()
                              and client.node.count_publishers("cmd_vel"), 20.0), node.output()
 

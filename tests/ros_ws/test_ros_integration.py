@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ros_helpers import (DEMO_LAUNCH, FILTER_NODE, REPO_ROOT, SCENARIO, Proc, RosClient, alive, children,
+from ros_helpers import (publish_scan_mount, DEMO_LAUNCH, FILTER_NODE, REPO_ROOT, SCENARIO, Proc, RosClient, alive, children,
                          cmdline, domain_id, launch_argv, ros_env, scan_msg, twist_msg)
 
 pytestmark = pytest.mark.ros
@@ -126,6 +126,7 @@ def test_killing_the_safety_filter_stops_the_launch(spawn: Callable[..., Proc],
     launch.extra_pids.extend(nodes.values())
     # Kill it while the robot is really driving, so "stops" means something.
     assert client.spin_until(lambda: any(abs(v) > 0.05 for _, v, _ in cmds), 30.0), launch.output()
+    client.spin_for(1.0)  # a second of driving: the episode (started by the first cmd_vel) has measured something
 
     os.kill(nodes["safety_filter"], signal.SIGKILL)
     killed_at = time.monotonic()
@@ -164,6 +165,7 @@ def test_safety_filter_node_refuses_nan_and_stale_commands(spawn: Callable[..., 
                                     lambda m: out.append((m.twist.linear.x, m.twist.angular.z)), 50)
     cmd_pub = client.node.create_publisher(TwistStamped, "cmd_vel_nav", 10)
     scan_pub = client.node.create_publisher(LaserScan, "scan", 10)
+    mount = publish_scan_mount(client)  # noqa: F841 - keeps the latched mount alive
     connected = client.spin_until(
         lambda: cmd_pub.get_subscription_count() and scan_pub.get_subscription_count()
         and client.node.count_publishers("cmd_vel"), 20.0)

@@ -90,7 +90,7 @@ def test_mujoco_scan_carries_mount_and_sees_walls_where_they_are() -> None:
     odd = MujocoRobot(replace(sc, sensors=replace(sc.sensors, lidar=ODD)))
     try:
         a, b = straight.read_scan(), odd.read_scan()
-        assert b.mount == ODD.mount()
+        assert b.mount == ODD.mount(base_height_m=sc.robot.wheel_radius_m)
         # Same world, two mounts: the nearest wall points in base_link agree to within the sensors' noise
         # and the 0.18 m between the two lidars' vantage points.
         pa, pb = a.points_base(), b.points_base()
