@@ -118,6 +118,29 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perception(args: argparse.Namespace) -> int:
+    """``navkit perception encode``: one image's final-norm patch tokens, to check against the official model."""
+    import numpy as np
+
+    from navkit.perception.image_encoder import DinoEncoder, DinoEncoderConfig, encode_image_file
+
+    if args.out.suffix != ".npy":
+        raise NavkitError(f"{args.out}: --out: expected a .npy file name")
+    if not args.weights:
+        print("navkit: warning: no --weights: the encoder has RANDOM weights (its features mean nothing)",
+              file=sys.stderr)
+    encoder = DinoEncoder(DinoEncoderConfig(variant=args.encoder, weights=str(args.weights or "")))
+    feats = encode_image_file(encoder, args.image)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.out, feats)
+    except OSError as exc:
+        raise NavkitError(f"{args.out}: --out: cannot write ({exc.strerror or exc})") from None
+    print(f"wrote {args.out}: patch tokens {feats.shape[0]} x {feats.shape[1]} ({args.encoder}, "
+          f"{'weights ' + str(args.weights) if args.weights else 'random weights'})")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     """``navkit train online-cbf``: the config's ``method`` (es, the default, or ppo) picks the trainer;
     ``navkit train rnd-agv``: the AGV exploration policy (``--algo``)."""
@@ -194,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(navkit launch --help for its options)", add_help=False)
     sub.add_parser("record", help="record the live ROS 2 graph into an MCAP bag (navkit record --help)",
                    add_help=False)
+    sub.add_parser("wm", help="world-model datasets: navkit wm collect --env pointmaze|wall|warehouse "
+                              "(navkit wm collect --help)", add_help=False)
 
     bench = sub.add_parser("bench", help="benchmarks that print tables",
                            description="qp: safety-filter QP fast path vs cvxpy (and OSQP); closed-loop: simulated "
@@ -249,6 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     map_cmd.add_argument("--out", type=Path, required=True, help="map YAML to write (the PGM goes beside it)")
     map_cmd.add_argument("--resolution", type=float_in(0.01, 1.0), default=0.05,
                          help="metres per cell (default: %(default)s)")
+    perception = sub.add_parser("perception", help="image encoders: encode an image with a DINOv2 ViT",
+                                description="encode: the final-norm patch tokens of one RGB image (ImageNet "
+                                            "normalisation; a 224x224 image is not resized) from a DINOv2 ViT, "
+                                            "loaded strictly from the official checkpoint file.")
+    perception.add_argument("what", choices=["encode"])
+    perception.add_argument("--encoder", default="dinov2_vits14",
+                            choices=["dinov2_vits14", "dinov2_vits14_reg", "dinov2_vitb14", "dinov2_vitb14_reg",
+                                     "dinov2_vitl14", "dinov2_vitl14_reg", "tiny"],
+                            help="architecture (default: %(default)s)")
+    perception.add_argument("--weights", type=Path, default=None,
+                            help="the official checkpoint file, e.g. dinov2_vits14_pretrain.pth (never downloaded)")
+    perception.add_argument("--image", type=Path, required=True, help="an RGB PNG/JPEG")
+    perception.add_argument("--out", type=Path, required=True, help="where to write the (P, D) float32 .npy")
+
     train = sub.add_parser("train", help="train a policy (online-cbf: the GNN that tunes CBF gains; rnd-agv: an "
                                          "AGV reaching goals in unseen warehouses from sparse reward)",
                            description="Train with RL; progress bar, TensorBoard logs under runs/, periodic "
@@ -269,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["wm"] and argv[1:2] != ["collect"]:
+        print("navkit: error: navkit wm: the one subcommand so far is 'collect' (navkit wm collect --help)",
+              file=sys.stderr)
+        return 2
+    if argv[:2] == ["wm", "collect"]:
+        # World-model datasets (DINO-WM): the collector owns its arguments.
+        from navkit.learning.wm_collect_cli import main as wm_collect_main
+
+        return wm_collect_main(argv[2:])
     if argv[:1] == ["record"]:
         # The live recorder owns its arguments (OUT.mcap --topic ... --ros-args ...).
         from navkit.ros_ws.live_recorder import main as record_main
@@ -309,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(args)
         if args.command == "map":
             return _map(args)
+        if args.command == "perception":
+            return _perception(args)
     except NavkitError as exc:
         print(f"navkit: error: {exc}", file=sys.stderr)
         return 2
