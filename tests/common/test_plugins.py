@@ -68,4 +68,4 @@ def test_default_registry_has_every_slot_and_resolves_every_builtin_lazily() -> 
             cls()  # every built-in config has working defaults
         protocol = resolve(reg.slots[slot].protocol)
         assert protocol.__name__ == reg.slots[slot].protocol.split(":")[1]
-    assert reg.names("image_encoder") == [] and reg.names("world_model") == []
+    assert reg.names("image_encoder") == ["dinov2"] and reg.names("world_model") == []
