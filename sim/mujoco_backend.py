@@ -17,9 +17,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco
 import numpy as np
 
-from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw, wrap_angle
+from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw
 from navkit.common.sensor_data import CameraImage, CameraIntrinsics, LaserScan, Odometry, VelocityCommand
 from navkit.sim.mjcf_builder import OBSTACLE_GROUP, PHYSICS_TIMESTEP_S, build_mjcf, camera_mount
+from navkit.sim.diff_drive import DiffDriveDriver
 from navkit.sim.mujoco_divergence import check_mujoco_divergence
 from navkit.sim.scenario import Scenario
 
@@ -39,6 +40,8 @@ class MujocoRobot:
     def __init__(self, scenario: Scenario, *, cmd_timeout_s: float = 0.5) -> None:
         self.scenario = scenario
         self.cmd_timeout_s = cmd_timeout_s
+        self.driver = DiffDriveDriver(scenario.robot, scenario.sensors.odometry, cmd_timeout_s=cmd_timeout_s,
+                                      wheel_radius_scale=ODOM_WHEEL_RADIUS_SCALE)
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(scenario))
         self.data = mujoco.MjData(self.model)
         m = self.model
@@ -79,22 +82,18 @@ class MujocoRobot:
         mujoco.mj_resetData(self.model, self.data)
         mujoco.mj_forward(self.model, self.data)
         self._rng = np.random.default_rng(self.scenario.seed if seed is None else seed)
-        x, y, yaw = self.scenario.start
-        self._odom = [x, y, yaw]
-        self._odom_twist = (0.0, 0.0)
-        self._cmd = VelocityCommand(stamp=0.0, v=0.0, omega=0.0)
-        self._watchdog_trips = 0
+        self.driver.reset(Pose2D(*self.scenario.start))
 
     def now(self) -> float:
         return float(self.data.time)
 
     def apply_command(self, cmd: VelocityCommand) -> None:
-        self._cmd = cmd if cmd.is_finite() else VelocityCommand(self.now(), 0.0, 0.0)
+        self.driver.apply_command(cmd, self.now())
 
     @property
     def watchdog_trips(self) -> int:
         """How many control periods the driver watchdog stopped the base (stale command)."""
-        return self._watchdog_trips
+        return self.driver.watchdog_trips
 
     def advance(self, duration_s: float) -> None:
         """Step physics for ``duration_s``, integrating odometry once per odometry period."""
@@ -110,9 +109,7 @@ class MujocoRobot:
             remaining -= nstep * PHYSICS_TIMESTEP_S
 
     def read_odometry(self) -> Odometry:
-        x, y, yaw = self._odom
-        v, w = self._odom_twist
-        return Odometry(stamp=self.now(), pose=Pose2D(x, y, yaw), v=v, omega=w)
+        return self.driver.odometry(self.now())
 
     def read_scan(self) -> LaserScan:
         lidar = self.scenario.sensors.lidar
@@ -183,35 +180,11 @@ class MujocoRobot:
         return self._renderers[key]
 
     def _set_wheel_targets(self) -> None:
-        rm = self.scenario.robot
-        cmd = self._cmd
-        if self.now() - cmd.stamp > self.cmd_timeout_s:
-            if cmd.v != 0.0 or cmd.omega != 0.0:
-                self._watchdog_trips += 1
-            v, w = 0.0, 0.0
-        else:
-            v, w = cmd.v, cmd.omega
-        half = rm.wheel_separation_m / 2.0
-        left = (v - w * half) / rm.wheel_radius_m
-        right = (v + w * half) / rm.wheel_radius_m
-        # Saturate both wheels by the same factor so the path's curvature is kept.
-        peak = max(abs(left), abs(right))
-        if peak > rm.max_wheel_speed_rad_s:
-            left, right = (left * rm.max_wheel_speed_rad_s / peak, right * rm.max_wheel_speed_rad_s / peak)
-        self.data.ctrl[0] = left
-        self.data.ctrl[1] = right
+        self.data.ctrl[0], self.data.ctrl[1] = self.driver.wheel_targets(self.now())
 
     def _integrate_odometry(self, dt: float) -> None:
-        rm = self.scenario.robot
-        noise = self.scenario.sensors.odometry.wheel_noise_std
-        wl = self.data.qvel[self._wheel_dof[0]] * (1.0 + noise * self._rng.standard_normal())
-        wr = self.data.qvel[self._wheel_dof[1]] * (1.0 + noise * self._rng.standard_normal())
-        v = ODOM_WHEEL_RADIUS_SCALE * rm.wheel_radius_m * (wl + wr) / 2.0
-        w = ODOM_WHEEL_RADIUS_SCALE * rm.wheel_radius_m * (wr - wl) / rm.wheel_separation_m
-        x, y, yaw = self._odom
-        mid = yaw + 0.5 * w * dt
-        self._odom = [x + v * dt * math.cos(mid), y + v * dt * math.sin(mid), wrap_angle(yaw + w * dt)]
-        self._odom_twist = (float(v), float(w))
+        self.driver.integrate(float(self.data.qvel[self._wheel_dof[0]]), float(self.data.qvel[self._wheel_dof[1]]),
+                              dt, self._rng)
 
     def _check_divergence(self) -> None:
         check_mujoco_divergence(self.data, self.scenario.source)

@@ -50,9 +50,10 @@ import numpy as np
 import pybullet
 
 from navkit.common.errors import NavkitError, SimulationDiverged
-from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw, wrap_angle, yaw_to_quaternion
+from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw, yaw_to_quaternion
 from navkit.common.sensor_data import CameraImage, CameraIntrinsics, LaserScan, Odometry, VelocityCommand
 from navkit.sim.mjcf_builder import PHYSICS_TIMESTEP_S, WALL_THICKNESS_M, camera_mount, topdown_view_height
+from navkit.sim.diff_drive import DiffDriveDriver
 from navkit.sim.scenario import Scenario
 
 __all__ = ["PybulletRobot", "PybulletUnavailable"]
@@ -131,6 +132,8 @@ class PybulletRobot:
     def __init__(self, scenario: Scenario, *, cmd_timeout_s: float = 0.5) -> None:
         self.scenario = scenario
         self.cmd_timeout_s = cmd_timeout_s
+        self.driver = DiffDriveDriver(scenario.robot, scenario.sensors.odometry, cmd_timeout_s=cmd_timeout_s,
+                                      wheel_radius_scale=ODOM_WHEEL_RADIUS_SCALE)
         cid = pybullet.connect(pybullet.DIRECT)
         if cid < 0:
             raise PybulletUnavailable(f"{scenario.source}: pybullet.connect(DIRECT) failed")
@@ -174,11 +177,7 @@ class PybulletRobot:
         self._call("restoreState", self._initial_state)
         self._steps = 0
         self._rng = np.random.default_rng(self.scenario.seed if seed is None else seed)
-        x, y, yaw = self.scenario.start
-        self._odom = [x, y, yaw]
-        self._odom_twist = (0.0, 0.0)
-        self._cmd = VelocityCommand(stamp=0.0, v=0.0, omega=0.0)
-        self._watchdog_trips = 0
+        self.driver.reset(Pose2D(*self.scenario.start))
         self._wheel_targets = (0.0, 0.0)
         self._drive_wheels(0.0, 0.0)
         self._call("performCollisionDetection")
@@ -188,12 +187,12 @@ class PybulletRobot:
         return self._steps * PHYSICS_TIMESTEP_S
 
     def apply_command(self, cmd: VelocityCommand) -> None:
-        self._cmd = cmd if cmd.is_finite() else VelocityCommand(self.now(), 0.0, 0.0)
+        self.driver.apply_command(cmd, self.now())
 
     @property
     def watchdog_trips(self) -> int:
         """How many control periods the driver watchdog stopped the base (stale command)."""
-        return self._watchdog_trips
+        return self.driver.watchdog_trips
 
     def advance(self, duration_s: float) -> None:
         """Step physics for ``duration_s``, integrating odometry once per odometry period (as MuJoCo)."""
@@ -211,9 +210,7 @@ class PybulletRobot:
             remaining -= nstep * PHYSICS_TIMESTEP_S
 
     def read_odometry(self) -> Odometry:
-        x, y, yaw = self._odom
-        v, w = self._odom_twist
-        return Odometry(stamp=self.now(), pose=Pose2D(x, y, yaw), v=v, omega=w)
+        return self.driver.odometry(self.now())
 
     def read_scan(self) -> LaserScan:
         """A horizontal ray fan from the lidar mount that only obstacles and walls can stop.
@@ -430,23 +427,8 @@ class PybulletRobot:
         return rgb, np.asarray(zbuffer, dtype=np.float64).reshape(height, width)
 
     def _set_wheel_targets(self) -> None:
-        """MujocoRobot's watchdog and wheel saturation, verbatim, so both drivers obey alike."""
-        rm = self.scenario.robot
-        cmd = self._cmd
-        if self.now() - cmd.stamp > self.cmd_timeout_s:
-            if cmd.v != 0.0 or cmd.omega != 0.0:
-                self._watchdog_trips += 1
-            v, w = 0.0, 0.0
-        else:
-            v, w = cmd.v, cmd.omega
-        half = rm.wheel_separation_m / 2.0
-        left = (v - w * half) / rm.wheel_radius_m
-        right = (v + w * half) / rm.wheel_radius_m
-        # Saturate both wheels by the same factor so the path's curvature is kept.
-        peak = max(abs(left), abs(right))
-        if peak > rm.max_wheel_speed_rad_s:
-            left, right = (left * rm.max_wheel_speed_rad_s / peak, right * rm.max_wheel_speed_rad_s / peak)
-        self._drive_wheels(left, right)
+        """The shared driver's watchdog and wheel saturation (as MujocoRobot), then the motors."""
+        self._drive_wheels(*self.driver.wheel_targets(self.now()))
 
     def _drive_wheels(self, left: float, right: float) -> None:
         self._wheel_targets = (left, right)
@@ -458,17 +440,7 @@ class PybulletRobot:
         return float(left[1]), float(right[1])
 
     def _integrate_odometry(self, dt: float) -> None:
-        rm = self.scenario.robot
-        noise = self.scenario.sensors.odometry.wheel_noise_std
-        wl_true, wr_true = self._wheel_speeds()
-        wl = wl_true * (1.0 + noise * self._rng.standard_normal())
-        wr = wr_true * (1.0 + noise * self._rng.standard_normal())
-        v = ODOM_WHEEL_RADIUS_SCALE * rm.wheel_radius_m * (wl + wr) / 2.0
-        w = ODOM_WHEEL_RADIUS_SCALE * rm.wheel_radius_m * (wr - wl) / rm.wheel_separation_m
-        x, y, yaw = self._odom
-        mid = yaw + 0.5 * w * dt
-        self._odom = [x + v * dt * math.cos(mid), y + v * dt * math.sin(mid), wrap_angle(yaw + w * dt)]
-        self._odom_twist = (float(v), float(w))
+        self.driver.integrate(*self._wheel_speeds(), dt, self._rng)
 
     def _check_divergence(self) -> None:
         """Raise :class:`SimulationDiverged` on a non-finite or exploded state.
