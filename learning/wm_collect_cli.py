@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from navkit.common.cli_args import CliParser, int_in
 from navkit.common.errors import NavkitError
 from navkit.learning.wm_dataset import MAX_TRAJ_LEN, MAX_TRAJECTORIES, collect, load_dataset
 from navkit.sim.wm_envs import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, WM_ENV_NAMES
@@ -24,27 +25,8 @@ from navkit.sim.wm_envs import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, WM_ENV_NAMES
 PROG = "navkit wm collect"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (and exit 2) instead of the usage text."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be in [{low:,}, {high:,}], got {value:,}")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CliParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Roll out random trajectories (images + proprio + actions) in a world-model environment and "
                     "write them as a dataset folder (metadata.json, frames.npy, proprio.npy, actions.npy, "
@@ -54,13 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", required=True, choices=WM_ENV_NAMES,
                         help="pointmaze: MuJoCo ball in a maze (overhead camera); wall: dot, wall and door (numpy); "
                              "warehouse: the AGV's front camera in a warehouse (MuJoCo)")
-    parser.add_argument("--episodes", type=_int_in(1, MAX_TRAJECTORIES), required=True, metavar="N",
+    parser.add_argument("--episodes", type=int_in(1, MAX_TRAJECTORIES), required=True, metavar="N",
                         help="trajectories to collect")
-    parser.add_argument("--steps", type=_int_in(1, MAX_TRAJ_LEN), required=True, metavar="T",
+    parser.add_argument("--steps", type=int_in(1, MAX_TRAJ_LEN), required=True, metavar="T",
                         help="actions per trajectory (each stores T + 1 frames)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder to create")
-    parser.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="(default: %(default)s)")
-    parser.add_argument("--size", type=_int_in(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), default=64, metavar="PX",
+    parser.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="(default: %(default)s)")
+    parser.add_argument("--size", type=int_in(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), default=64, metavar="PX",
                         help="square image side in pixels (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     parser.add_argument("--scenario", type=Path, default=None,

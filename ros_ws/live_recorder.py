@@ -60,7 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import rclpy
 from rclpy.context import Context
@@ -74,6 +74,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from navkit.common.cli_args import CliParser
 from navkit.common.errors import FieldError, brief
 
 PROG = "navkit record"
@@ -564,13 +565,6 @@ def summary_lines(result: RecordResult) -> list[str]:
 # ------------------------------------------------------------------ command line
 
 
-class _RecorderParser(argparse.ArgumentParser):
-    """A bad option is one line and exit 2 (navkit.cli's parser cannot be imported from ros_ws)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def _positive(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
@@ -597,7 +591,7 @@ Anything after --ros-args goes to rclpy (remappings, -r __ns:=/robot1 ...)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _RecorderParser(
+    parser = CliParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EXAMPLES,
         description="Record live ROS 2 topics into an MCAP bag (like ros2 bag record, without ROS installed).")
     parser.add_argument("output", type=Path, help="bag to write: out/run.mcap (or out/run) makes the folder out/run/")
