@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     map_cmd.add_argument("--out", type=Path, required=True, help="map YAML to write (the PGM goes beside it)")
     map_cmd.add_argument("--resolution", type=float_in(0.01, 1.0), default=0.05,
                          help="metres per cell (default: %(default)s)")
-    perception = sub.add_parser("perception", help="image encoders: encode an image with a DINOv2 ViT",
+    perception = sub.add_parser("perception", help="image encoders: encode an image with a DINOv2 ViT; pretrain one "
+                                                   "by DINO self-distillation (navkit perception pretrain --help)",
                                 description="encode: the final-norm patch tokens of one RGB image (ImageNet "
                                             "normalisation; a 224x224 image is not resized) from a DINOv2 ViT, "
                                             "loaded strictly from the official checkpoint file.")
@@ -308,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["perception", "pretrain"]:
+        # DINO self-distillation pretraining owns its arguments.
+        from navkit.learning.dino_pretrain import main as pretrain_main
+
+        return pretrain_main(argv[2:])
     if argv[:1] == ["wm"] and argv[1:2] != ["collect"]:
         print("navkit: error: navkit wm: the one subcommand so far is 'collect' (navkit wm collect --help)",
               file=sys.stderr)
