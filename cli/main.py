@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(navkit launch --help for its options)", add_help=False)
     sub.add_parser("record", help="record the live ROS 2 graph into an MCAP bag (navkit record --help)",
                    add_help=False)
-    sub.add_parser("wm", help="world-model datasets: navkit wm collect --env pointmaze|wall|warehouse "
-                              "(navkit wm collect --help)", add_help=False)
+    sub.add_parser("wm", help="DINO-WM world models: navkit wm collect (datasets), train (the predictor on "
+                              "encoder features), eval (goal-image planning); navkit wm <cmd> --help", add_help=False)
 
     bench = sub.add_parser("bench", help="benchmarks that print tables",
                            description="qp: safety-filter QP fast path vs cvxpy (and OSQP); closed-loop: simulated "
@@ -314,10 +314,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from navkit.learning.dino_pretrain import main as pretrain_main
 
         return pretrain_main(argv[2:])
-    if argv[:1] == ["wm"] and argv[1:2] != ["collect"]:
-        print("navkit: error: navkit wm: the one subcommand so far is 'collect' (navkit wm collect --help)",
+    if argv[:1] == ["wm"] and argv[1:2] not in (["collect"], ["train"], ["eval"]):
+        print("navkit: error: navkit wm: subcommands are collect, train, eval (navkit wm <cmd> --help)",
               file=sys.stderr)
         return 2
+    if argv[:2] == ["wm", "train"]:
+        from navkit.learning.wm_training import main as wm_train_main
+
+        return wm_train_main(argv[2:])
+    if argv[:2] == ["wm", "eval"]:
+        from navkit.learning.wm_eval import main as wm_eval_main
+
+        return wm_eval_main(argv[2:])
     if argv[:2] == ["wm", "collect"]:
         # World-model datasets (DINO-WM): the collector owns its arguments.
         from navkit.learning.wm_collect_cli import main as wm_collect_main
