@@ -72,6 +72,13 @@ def _bench(args: argparse.Namespace) -> int:
         scenario = args.scenario[0] if args.scenario else SHORT_AISLE
         result = backend_bench.run(scenario, seeds=args.seeds or 3)
         print(to_json(result) if args.json else backend_bench.format_table(result))
+    elif args.which == "encoder":
+        from navkit.benchmarks import encoder_bench
+        from navkit.perception.fast_encoder import BACKENDS
+
+        # bf16 is 4x slower on CPUs without native bf16 and never within tolerance: left out by default.
+        result = encoder_bench.run(backends=[b for b in BACKENDS if b != "eager-bf16"], seed=args.seed)
+        print(to_json(result) if args.json else encoder_bench.format_table(result))
     elif args.which == "serial-base":
         from navkit.benchmarks import serial_base_bench
 
@@ -233,9 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "in MuJoCo vs A* + pure pursuit; backends: MuJoCo vs PyBullet on one scenario "
                                        "(real-time factor, physics and sensor cost, cross-simulator trajectory "
                                        "difference); serial-base: command-to-wheel latency of the RoboClaw serial "
-                                       "driver against its emulator (--n commands).")
+                                       "driver against its emulator (--n commands); encoder: DINOv2 ViT-S/14 at 224 px, "
+                                       "eager PyTorch vs torch.compile / ONNX Runtime / OpenVINO (optional extra "
+                                       "'fast'), images/s and max difference to eager.")
     bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "ros-faults", "online-cbf", "envs",
-                                         "rnd-agv", "backends", "serial-base"])
+                                         "rnd-agv", "backends", "serial-base", "encoder"])
     bench.add_argument("--steps", type=int_in(1000, 10**10), default=None,
                        help="rnd-agv: environment steps per training run (default: 1.5 M)")
     bench.add_argument("--json", action="store_true", help="machine-readable output")

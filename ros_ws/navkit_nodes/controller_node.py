@@ -42,7 +42,6 @@ class ControllerNode(ManagedNode):
         self.last_reason = "not started"
         self._io: list[Any] = []
         self._pub: Any = None
-        self._timer: Any = None
         super().__init__("controller")
 
     def read_config(self, params: dict[str, Any]) -> Any:
@@ -62,17 +61,13 @@ class ControllerNode(ManagedNode):
                     self.sensor_subscription(LaserScanMsg, "scan", self._on_scan)]
 
     def start(self) -> None:
-        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+        self.start_work(self.config[0].rate_hz, self._tick)
 
     def restart_timers(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+        self.start_work(self.config[0].rate_hz, self._tick)  # the rate may have changed
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        self.stop_work()
         if self._pub is not None:
             self._pub.publish(command_to_msg(VelocityCommand(self._now(), 0.0, 0.0)))
 

@@ -72,6 +72,7 @@ class ManagedNode(LifecycleNode):
         self.tf_listener: TfListener | None = None
         self.unplaced_scans = 0
         self.unplaced_reason = ""
+        self._work: tuple[Any, float, Callable[[], None]] | None = None
         self._active = False
 
     # ----------------------------------------------------------------- for subclasses
@@ -102,6 +103,16 @@ class ManagedNode(LifecycleNode):
 
     def restart_timers(self) -> None:
         """Re-create timers after a parameter change (a new rate must take effect, not just be stored)."""
+
+    def start_work(self, rate_hz: float, tick: Callable[[], None]) -> None:
+        """Run ``tick`` at ``rate_hz`` (the node's clock) until :meth:`stop_work`; replaces a running one."""
+        self.stop_work()
+        self._work = (self.create_timer(1.0 / rate_hz, tick), rate_hz, tick)
+
+    def stop_work(self) -> None:
+        if self._work is not None:
+            self.destroy_timer(self._work[0])
+            self._work = None
 
     def add_checks(self, diagnostics: NodeDiagnostics) -> None:
         """Register the node's own diagnostic checks."""

@@ -91,7 +91,6 @@ class PlannerNode(ManagedNode):
         self.tf: TfBroadcaster | None = None
         self._mission: Any = None
         self._io: list[Any] = []
-        self._timer: Any = None
         super().__init__("planner")
 
     # -------------------------------------------------------------- configuration
@@ -142,17 +141,13 @@ class PlannerNode(ManagedNode):
                                                      MAP_QOS))
 
     def start(self) -> None:
-        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+        self.start_work(self.config[0].rate_hz, self._tick)
 
     def restart_timers(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        self._timer = self.create_timer(1.0 / self.config[0].rate_hz, self._tick)
+        self.start_work(self.config[0].rate_hz, self._tick)  # the rate may have changed
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        self.stop_work()
 
     def disconnect(self) -> None:
         self.stop()

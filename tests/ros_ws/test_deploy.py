@@ -399,3 +399,35 @@ def test_the_filter_node_places_a_turned_lidar_by_its_tf_mount(spawn: Callable[.
     assert drive_with("laser_turned", 0.0) == pytest.approx(0.5)  # behind the robot: free
     unknown = drive_with("laser_unknown", math.pi)
     assert unknown == 0.0 and "scan not used: " in node.output(), node.output()[-2000:]
+
+
+@pytest.mark.ros
+def test_a_rate_change_takes_effect(spawn: Callable[..., Proc], ros_client: Callable[[int], RosClient]) -> None:
+    """``ros2 param set /controller rate_hz 5.0`` must change how often it commands, not just the stored value."""
+    from geometry_msgs.msg import TwistStamped
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    domain = domain_id()
+    node = spawn(node_argv("controller_node") + ["--ros-args", "--params-file", str(PARAMS),
+                                                 "-p", "use_sim_time:=false", "-p", "autostart:=true"],
+                 ros_env(domain), "controller")
+    client = ros_client(domain)
+    stamps: list[float] = []
+    client.node.create_subscription(TwistStamped, "cmd_vel_nav", lambda m: stamps.append(time.monotonic()), 100)
+    setter = client.node.create_client(SetParameters, "/controller/set_parameters")
+    assert client.spin_until(lambda: setter.service_is_ready() and len(stamps) > 10, 30.0), node.output()
+
+    def rate_over(seconds: float) -> float:
+        start = len(stamps)
+        client.spin_for(seconds)
+        return (len(stamps) - start) / seconds
+
+    assert rate_over(1.0) > 30.0  # 50 Hz from the parameter file
+    request = SetParameters.Request(parameters=[ParameterMsg(name="rate_hz", value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE, double_value=5.0))])
+    future = setter.call_async(request)
+    assert client.spin_until(future.done, 10.0) and future.result().results[0].successful
+    client.spin_for(0.3)
+    assert 2.0 < rate_over(2.0) < 8.0, node.output()
