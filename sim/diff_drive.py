@@ -9,6 +9,7 @@ driver does — so it drifts from the true pose, as on a robot.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -36,6 +37,16 @@ class DiffDriveDriver:
         self.twist = (0.0, 0.0)
         self.cmd = VelocityCommand(stamp=0.0, v=0.0, omega=0.0)
         self.watchdog_trips = 0
+
+    def odometry_periods(self, duration_s: float, physics_dt: float) -> Iterator[int]:
+        """Physics steps per odometry period covering ``duration_s``: the wheel targets are set and the
+        encoders read once per period, as a motor driver's control loop does."""
+        odom_dt = 1.0 / self.odometry_config.rate_hz
+        remaining = duration_s
+        while remaining > 1e-9:
+            nstep = max(1, int(round(min(odom_dt, remaining) / physics_dt)))
+            yield nstep
+            remaining -= nstep * physics_dt
 
     def apply_command(self, cmd: VelocityCommand, now: float) -> None:
         """Drive with ``cmd`` until the next one; a non-finite command stops the base."""

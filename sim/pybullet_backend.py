@@ -196,18 +196,13 @@ class PybulletRobot:
 
     def advance(self, duration_s: float) -> None:
         """Step physics for ``duration_s``, integrating odometry once per odometry period (as MuJoCo)."""
-        odom_dt = 1.0 / self.scenario.sensors.odometry.rate_hz
-        remaining = duration_s
-        while remaining > 1e-9:
-            chunk = min(odom_dt, remaining)
-            nstep = max(1, int(round(chunk / PHYSICS_TIMESTEP_S)))
+        for nstep in self.driver.odometry_periods(duration_s, PHYSICS_TIMESTEP_S):
             self._set_wheel_targets()
             for _ in range(nstep):
                 self._call("stepSimulation")
             self._steps += nstep
             self._check_divergence()
             self._integrate_odometry(nstep * PHYSICS_TIMESTEP_S)
-            remaining -= nstep * PHYSICS_TIMESTEP_S
 
     def read_odometry(self) -> Odometry:
         return self.driver.odometry(self.now())
