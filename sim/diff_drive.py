@@ -1,10 +1,11 @@
 """The motor driver and wheel odometry every simulated diff-drive base shares (MuJoCo, PyBullet).
 
-One implementation, so the simulators differ only in their physics: a command older than the
-watchdog timeout stops the wheels (counted once per stale control period with a non-zero
-command), both wheel speeds are saturated by one factor so the path's curvature is kept, and
-odometry integrates noisy encoder speeds (multiplicative noise, midpoint rule) as a real base's
-driver does — so it drifts from the true pose, as on a robot.
+One implementation, so the simulators differ only in their physics: a command stamped further
+than the watchdog timeout from now (old, or from a clock running ahead) stops the wheels
+(counted once per stale control period with a non-zero command); both wheel speeds are
+saturated by one factor so the path's curvature is kept; and odometry integrates noisy encoder
+speeds (multiplicative noise, midpoint rule) as a real base's driver does, so it drifts from
+the true pose, as on a robot.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from navkit.common.geometry import Pose2D, wrap_angle
-from navkit.common.sensor_data import Odometry, VelocityCommand
+from navkit.common.sensor_data import Odometry, VelocityCommand, is_fresh
 from navkit.sim.scenario import OdometryConfig, RobotModel
 
 
@@ -55,7 +56,8 @@ class DiffDriveDriver:
     def wheel_targets(self, now: float) -> tuple[float, float]:
         """(left, right) wheel speeds in rad/s for the current command, after the watchdog and saturation."""
         rm, cmd = self.robot, self.cmd
-        if now - cmd.stamp > self.cmd_timeout_s:
+        # |now - stamp|: a command stamped in the future (a clock ahead) must not drive forever either.
+        if not is_fresh(cmd.stamp, now, self.cmd_timeout_s):
             if cmd.v != 0.0 or cmd.omega != 0.0:
                 self.watchdog_trips += 1
             v, w = 0.0, 0.0

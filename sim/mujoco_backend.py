@@ -39,7 +39,6 @@ class MujocoRobot:
 
     def __init__(self, scenario: Scenario, *, cmd_timeout_s: float = 0.5) -> None:
         self.scenario = scenario
-        self.cmd_timeout_s = cmd_timeout_s
         self.driver = DiffDriveDriver(scenario.robot, scenario.sensors.odometry, cmd_timeout_s=cmd_timeout_s,
                                       wheel_radius_scale=ODOM_WHEEL_RADIUS_SCALE)
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(scenario))
@@ -86,6 +85,11 @@ class MujocoRobot:
 
     def now(self) -> float:
         return float(self.data.time)
+
+    @property
+    def cmd_timeout_s(self) -> float:
+        """The driver watchdog's timeout (held by the shared driver: one copy)."""
+        return self.driver.cmd_timeout_s
 
     def apply_command(self, cmd: VelocityCommand) -> None:
         self.driver.apply_command(cmd, self.now())

@@ -50,7 +50,7 @@ import numpy as np
 import pybullet
 
 from navkit.common.errors import NavkitError, SimulationDiverged
-from navkit.common.geometry import Pose2D, RigidTransform, quaternion_to_yaw, yaw_to_quaternion
+from navkit.common.geometry import Pose2D, RigidTransform, yaw_to_quaternion
 from navkit.common.sensor_data import CameraImage, CameraIntrinsics, LaserScan, Odometry, VelocityCommand
 from navkit.sim.mjcf_builder import PHYSICS_TIMESTEP_S, WALL_THICKNESS_M, camera_mount, topdown_view_height
 from navkit.sim.diff_drive import DiffDriveDriver
@@ -131,7 +131,6 @@ class PybulletRobot:
 
     def __init__(self, scenario: Scenario, *, cmd_timeout_s: float = 0.5) -> None:
         self.scenario = scenario
-        self.cmd_timeout_s = cmd_timeout_s
         self.driver = DiffDriveDriver(scenario.robot, scenario.sensors.odometry, cmd_timeout_s=cmd_timeout_s,
                                       wheel_radius_scale=ODOM_WHEEL_RADIUS_SCALE)
         cid = pybullet.connect(pybullet.DIRECT)
@@ -185,6 +184,11 @@ class PybulletRobot:
     def now(self) -> float:
         """Simulated seconds since the reset (a step count, so it never accumulates rounding)."""
         return self._steps * PHYSICS_TIMESTEP_S
+
+    @property
+    def cmd_timeout_s(self) -> float:
+        """The driver watchdog's timeout (held by the shared driver: one copy)."""
+        return self.driver.cmd_timeout_s
 
     def apply_command(self, cmd: VelocityCommand) -> None:
         self.driver.apply_command(cmd, self.now())
@@ -252,10 +256,8 @@ class PybulletRobot:
 
     def true_pose(self) -> Pose2D:
         """base_link (the axle centre, as MuJoCo's freejoint), not PyBullet's centre of mass."""
-        pos, quat = self._call("getBasePositionAndOrientation", self._robot_id)
-        rot = np.asarray(pybullet.getMatrixFromQuaternion(quat), dtype=float).reshape(3, 3)
-        x, y, _ = np.asarray(pos, dtype=float) - rot @ self._com_offset
-        return Pose2D(float(x), float(y), quaternion_to_yaw(*quat))
+        rot, (x, y, _) = self._base_link_frame()
+        return Pose2D(float(x), float(y), math.atan2(rot[1, 0], rot[0, 0]))
 
     def in_collision(self) -> bool:
         """True while a robot part touches a wall or obstacle (contacts of the last physics step)."""
@@ -411,8 +413,7 @@ class PybulletRobot:
     def _lidar_position(self) -> np.ndarray:
         """The lidar's origin in the world; ``height_m`` is above the floor, base_link is at the axle."""
         rot, pos = self._base_link_frame()
-        lidar = self.scenario.sensors.lidar
-        return pos + rot @ np.array([lidar.x_m, lidar.y_m, lidar.height_m - self.scenario.robot.wheel_radius_m])
+        return pos + rot @ np.asarray(self._scan_mount.translation)
 
     def _render(self, width: int, height: int, view: Any, proj: Any) -> tuple[np.ndarray, np.ndarray]:
         _, _, rgba, zbuffer, _ = self._call("getCameraImage", width, height, viewMatrix=view, projectionMatrix=proj,
