@@ -20,7 +20,6 @@ numbers taken on a busy machine are not comparable with quiet ones.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import math
 import os
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from navkit.common.cli_args import CliParser, int_in
 from navkit.common.json_output import to_json
 from navkit.perception.fast_encoder import (BACKENDS, DEFAULT_CACHE_DIR, BackendUnavailable, EncoderRunner,
                                             build_runner)
@@ -355,23 +355,27 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m navkit.benchmarks.encoder_bench",
+    parser = CliParser(prog="python -m navkit.benchmarks.encoder_bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="vits14", choices=sorted(PRESETS))
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--img-size", type=int_in(14, 1022), default=224,
+                        help="a multiple of the patch size (14 for the DINOv2 presets)")
+    parser.add_argument("--batch", type=int_in(1, 256), nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int_in(1, 256), nargs="+", default=[1, 2])
     parser.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=None,
                         help="default: all (missing optional packages are reported, not fatal)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int_in(1, 10_000), default=10)
+    parser.add_argument("--warmup", type=int_in(0, 10_000), default=3)
+    parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="ONNX export cache")
     parser.add_argument("--compile-mode", default="default", choices=["default", "max-autotune-no-cudagraphs"])
     parser.add_argument("--exporter", default="dynamo", choices=["dynamo", "legacy"])
-    parser.add_argument("--load-retries", type=int, default=2, help="re-time a cell disturbed by other processes")
+    parser.add_argument("--load-retries", type=int_in(0, 100), default=2, help="re-time a cell disturbed by other processes")
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON instead of a table")
     args = parser.parse_args(argv)
+    patch = PRESETS[args.variant].patch_size
+    if args.img_size % patch:
+        parser.error(f"--img-size: must be a multiple of {args.variant}'s patch size {patch}, got {args.img_size}")
     result = run(variant=args.variant, img_size=args.img_size, batch=args.batch, backends=args.backends,
                  threads=args.threads, repeats=args.repeats, warmup=args.warmup, seed=args.seed,
                  cache_dir=args.cache_dir, compile_mode=args.compile_mode, exporter=args.exporter,

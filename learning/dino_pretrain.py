@@ -1028,7 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           run_name=args.run_name, resume=False if args.fresh else None,
                           progress_bar=False if args.quiet else None)
         result = train(cfg)
-    except NavkitError as exc:
+    except (NavkitError, OSError) as exc:  # OSError: an --out that is a file, a full disk
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,7 +24,6 @@ time per replan, and model sample-steps per successful episode (what planning co
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -39,6 +38,7 @@ import torch
 from torch import Tensor
 
 from navkit.common.cli_args import CliParser, int_in
+from navkit.common.json_output import to_json
 from navkit.common.errors import FieldError, NavkitError, brief
 from navkit.learning.wm_training import build_encoder, encode_features
 from navkit.planning.dino_wm import DinoWmModel, DinoWmModelConfig, DinoWmPredictor, LatentHistory, PredictorConfig
@@ -396,17 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf -> None, so the output is strict JSON (a planner with no success has no cost per success)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``navkit wm eval``; returns the exit code (0 done, 2 bad input, 130 interrupted)."""
     try:
@@ -420,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            cem_samples=args.cem_samples, cem_elites=args.cem_elites,
                            cem_iterations=args.cem_iterations, gd_iterations=args.gd_iterations)
         summaries, _ = evaluate(cfg, progress=not args.quiet)
-    except (NavkitError, ValueError) as exc:
+    except (NavkitError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -428,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if args.json:
         doc = {"config": asdict(cfg), "results": [asdict(s) for s in summaries]}
-        print(json.dumps(_json_safe(doc), indent=2))
+        print(to_json(doc))
     else:
         print(format_table(summaries, cfg))
     return 0

@@ -523,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         result = train(cfg)
-    except (NavkitError, ValueError) as exc:
+    except (NavkitError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

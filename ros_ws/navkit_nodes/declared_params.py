@@ -45,6 +45,7 @@ from rclpy.parameter import Parameter
 from navkit.common.errors import NavkitError, ParameterError, brief
 from navkit.common.params import MAX_PARAM_INT, ROS_RESERVED_PARAMS, known_names
 from navkit.common.plugins import PluginChoice
+from navkit.ros_ws.navkit_nodes.node_main import params_source
 
 _T = Parameter.Type
 
@@ -55,12 +56,6 @@ _TYPE_WORDS: dict[Parameter.Type, str] = {
     _T.BOOL: "true/false", _T.INTEGER: "an integer", _T.DOUBLE: "a number", _T.STRING: "a string",
     _T.BOOL_ARRAY: "a list of true/false", _T.INTEGER_ARRAY: "a list of integers",
     _T.DOUBLE_ARRAY: "a list of numbers", _T.STRING_ARRAY: "a list of strings"}
-
-
-def params_source(node: Node) -> str:
-    """Where a parameter error comes from, worded as ``node_main.params_source`` words it (not
-    imported from there: node_main may well import this module)."""
-    return f"parameters of node {node.get_fully_qualified_name()}"
 
 
 def is_ros_owned(name: str) -> bool:

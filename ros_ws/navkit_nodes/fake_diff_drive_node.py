@@ -43,17 +43,12 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time
 
 from navkit.common.errors import ParameterError
-from navkit.common.geometry import Pose2D, wrap_angle, yaw_to_quaternion
+from navkit.common.geometry import Pose2D, wrap_angle
 from navkit.common.params import config_from_params
 from navkit.common.sensor_data import Odometry
 from navkit.ros_ws.navkit_nodes.conversions import odometry_to_msg
 from navkit.ros_ws.navkit_nodes.node_main import node_params, params_source, run_node
-
-try:  # present on a ROS 2 install (or once a tf2_msgs wheel is installed), absent from PyPI today
-    from geometry_msgs.msg import TransformStamped
-    from tf2_msgs.msg import TFMessage
-except ImportError:  # pragma: no cover - depends on the machine
-    TFMessage = None
+from navkit.ros_ws.navkit_nodes.tf_tree import TfBroadcaster, tf2_msgs_available, transform_msg
 
 NODE_NAME = "fake_diff_drive"
 ODOM_QOS = ("best_effort", "reliable")
@@ -102,14 +97,6 @@ def integrate_unicycle(pose: Pose2D, v: float, omega: float, dt: float) -> Pose2
                   pose.y - radius * (math.cos(yaw) - math.cos(pose.yaw)), float(wrap_angle(yaw)))
 
 
-def _diagonal(values: tuple[float, ...]) -> list[float]:
-    """A row-major 6x6 covariance with ``values`` on its diagonal."""
-    cov = [0.0] * 36
-    for i, value in enumerate(values):
-        cov[7 * i] = float(value)
-    return cov
-
-
 class FakeDiffDriveNode(Node):
     """See the module docstring; counters are attributes so in-process users can read them."""
 
@@ -134,13 +121,10 @@ class FakeDiffDriveNode(Node):
         self._command_expired = True
         self._warned_zero_stamp = False
         self._last_step_ns: int | None = None
-        self._pose_cov = _diagonal(cfg.pose_covariance_diagonal)
-        self._twist_cov = _diagonal(cfg.twist_covariance_diagonal)
         reliable = cfg.odom_qos == "reliable"
         odom_qos = QoSProfile(depth=10) if reliable else qos_profile_sensor_data
         self.odom_pub = self.create_publisher(OdometryMsg, "odom", odom_qos)
-        self.tf_pub = (self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-                       if TFMessage is not None and cfg.enable_odom_tf else None)
+        self.tf = TfBroadcaster(self) if tf2_msgs_available() and cfg.enable_odom_tf else None
         # Reliable, as the controller's SystemDefaultsQoS subscription: a best-effort cmd_vel
         # publisher does not reach it there either.
         if cfg.use_stamped_vel:
@@ -151,7 +135,7 @@ class FakeDiffDriveNode(Node):
         self.get_logger().info(
             f"fake diff drive: cmd_vel as {'TwistStamped' if cfg.use_stamped_vel else 'Twist'}, timeout "
             f"{cfg.cmd_vel_timeout:g} s, odom at {cfg.publish_rate:g} Hz ({cfg.odom_qos}), "
-            f"/tf {'on' if self.tf_pub is not None else 'off (no tf2_msgs)' if cfg.enable_odom_tf else 'off'}")
+            f"/tf {'on' if self.tf is not None else 'off (no tf2_msgs)' if cfg.enable_odom_tf else 'off'}")
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -214,20 +198,14 @@ class FakeDiffDriveNode(Node):
     def _publish(self, now_ns: int) -> None:
         cfg = self.config
         msg = odometry_to_msg(Odometry(now_ns * 1e-9, self.pose, self.v, self.omega, cfg.odom_frame_id,
-                                       cfg.base_frame_id))
+                                       cfg.base_frame_id), cfg.pose_covariance_diagonal, cfg.twist_covariance_diagonal)
         stamp = Time(nanoseconds=now_ns).to_msg()  # exact: seconds as a float lose ~0.2 us at today's epoch
         msg.header.stamp = stamp
-        msg.pose.covariance = self._pose_cov
-        msg.twist.covariance = self._twist_cov
         self.odom_pub.publish(msg)
-        if self.tf_pub is not None:
-            tf = TransformStamped()
+        if self.tf is not None:
+            tf = transform_msg(cfg.odom_frame_id, cfg.base_frame_id, now_ns * 1e-9, self.pose)
             tf.header.stamp = stamp
-            tf.header.frame_id, tf.child_frame_id = cfg.odom_frame_id, cfg.base_frame_id
-            tf.transform.translation.x, tf.transform.translation.y = self.pose.x, self.pose.y
-            r = tf.transform.rotation
-            r.x, r.y, r.z, r.w = yaw_to_quaternion(self.pose.yaw)
-            self.tf_pub.publish(TFMessage(transforms=[tf]))
+            self.tf.send(tf)
 
     def counters(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "dropped_stale": self.dropped_stale,

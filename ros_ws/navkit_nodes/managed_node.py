@@ -42,8 +42,9 @@ from navkit.common.geometry import RigidTransform
 from navkit.common.sensor_data import LaserScan
 from navkit.ros_ws.navkit_nodes.conversions import scan_from_msg
 from navkit.ros_ws.navkit_nodes.declared_params import (ParameterGuard, ParamField, declare_from_configs,
-                                                        declared_values, params_source, parameter_overrides)
+                                                        declared_values, parameter_overrides)
 from navkit.ros_ws.navkit_nodes.diagnostics import NodeDiagnostics, TopicWatch, qos_event_callbacks
+from navkit.ros_ws.navkit_nodes.node_main import params_source
 from navkit.ros_ws.navkit_nodes.tf_tree import TfBuffer, TfListener, tf2_msgs_available
 
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
@@ -182,8 +183,11 @@ class ManagedNode(LifecycleNode):
                 self.tf_listener = TfListener(self, self.tf_buffer)
             self.build(config)
             self.connect()
-        except NavkitError as exc:
+        except (NavkitError, ValueError, OSError) as exc:
+            # Leave nothing half made: a second configure must not stack a second TF listener or
+            # subscriptions on the first (every transform and message would arrive twice).
             self.get_logger().error(f"configure failed: {exc}")
+            self._release()
             return TransitionCallbackReturn.FAILURE
         self.guard = ParameterGuard(self, lambda p: self.read_config({k: v for k, v in p.items() if k != AUTOSTART}),
                                     self._apply)

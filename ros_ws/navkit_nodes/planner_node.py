@@ -109,17 +109,21 @@ class PlannerNode(ManagedNode):
         node_cfg, map_source, planner, localizer_cfg = config
         if self._mission is None:
             self._mission = load_mission(node_cfg.scenario, map_source)
+        if map_source.name == "map_topic":
+            if self.stage is not None:
+                self._rebuild_stage(config, self.stage.grid)
+            return  # otherwise built when the map arrives
+        self._rebuild_stage(config, None)
+
+    def _rebuild_stage(self, config: Any, grid: Any) -> None:
+        """A new planning stage (new parameters, or a map from /map) that keeps the goals and where the
+        robot is on the map (map -> odom): neither a parameter change nor a re-sent map moves the robot."""
+        node_cfg, map_source, planner, localizer_cfg = config
         goals, tolerance, scenario = self._mission
         old = self.stage
-        if map_source.name == "map_topic":
-            if old is None:
-                return  # built when the map arrives
-            grid = old.grid
-        else:
-            grid = None
         self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, self.registry, goals=goals,
                                           goal_tolerance_m=tolerance, scenario=scenario, map_grid=grid)
-        if old is not None:  # a parameter change keeps where the robot is and what it was doing
+        if old is not None:
             self.stage.goals = old.goals
             if self.stage.localizer is not None and old.localizer is not None:
                 self.stage.localizer.reset(old.localizer.correction)
@@ -193,15 +197,7 @@ class PlannerNode(ManagedNode):
             self.map_problem = f"map on {cfg.topic} refused: frame {msg.header.frame_id!r}, expected 'map'"
             self.get_logger().error(self.map_problem)
             return
-        node_cfg, map_source, planner, localizer_cfg = self.config
-        goals, tolerance, scenario = self._mission
-        old = self.stage
-        self.stage = build_planning_stage(node_cfg, map_source, planner, localizer_cfg, self.registry, goals=goals,
-                                          goal_tolerance_m=tolerance, scenario=scenario, map_grid=grid)
-        if old is not None:  # a re-sent map (map_server restart, SLAM update) keeps where the robot is on it
-            self.stage.goals = old.goals
-            if self.stage.localizer is not None and old.localizer is not None:
-                self.stage.localizer.reset(old.localizer.correction)
+        self._rebuild_stage(self.config, grid)  # a re-sent map (map_server restart, SLAM) keeps the robot's place
         self.map_problem = ""
         self.get_logger().info(f"map received on {cfg.topic}: {grid.shape[1]} x {grid.shape[0]} cells "
                                f"at {grid.resolution:g} m")
@@ -266,6 +262,9 @@ class PlannerNode(ManagedNode):
         Sets ``map -> odom`` so that the latest odometry lands on that pose; the localiser refines
         it from there. Refused with a log line when not in ``map``, not finite, or before odometry.
         """
+        if not self.active:
+            self.get_logger().error("initialpose rejected: the planner is not active")
+            return
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         frame = msg.header.frame_id
         if frame != "map":
@@ -285,6 +284,9 @@ class PlannerNode(ManagedNode):
 
     def _on_goal(self, msg: PoseStamped) -> None:
         """A new goal replaces the goal list; a bad one is refused with a log line, never a crash."""
+        if not self.active:  # an inactive planner must not queue a goal to drive to on reactivation
+            self.get_logger().error("goal_pose rejected: the planner is not active")
+            return
         if self.stage is None:
             self.get_logger().error("goal_pose rejected: no map yet")
             return
