@@ -14,6 +14,13 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logs_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """stable-baselines3 makes a /tmp/SB3-<date> folder for every learn() without a custom logger; keep
+    those inside pytest's own temporary tree, which pytest prunes, instead of littering /tmp."""
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3"))
+
+
 @pytest.fixture()
 def repo_root() -> Path:
     """The navkit checkout (scenarios/, ros_ws/config/, ...)."""
