@@ -76,6 +76,11 @@ class TrainConfig:
     """Processes scoring population members in parallel (2 on a 2-core machine)."""
     progress_bar: bool = True
     """Show a tqdm bar (off in tests)."""
+    init_policy: str = ""
+    """Start a fresh run from this policy checkpoint's weights instead of a random network (fine-tuning a
+    shipped policy under a changed fitness or episode length); its shape must match ``hidden``/``k_*`` and
+    its α range ``alpha_min``/``alpha_max``. It is scored for model selection before the first update, so
+    the run only replaces it with a policy that scores better. Ignored when resuming."""
     # --- episodes ---
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))
     """Training families, ``"FILE"`` or ``"FILE MIN-MAX"`` (team sizes drawn per episode)."""
@@ -191,6 +196,8 @@ def load_config(path: str | Path) -> TrainConfig:
                                                        "initial policy)")
     load_families(cfg, str(path))
     check_output_locations(cfg, str(path))
+    if cfg.init_policy:
+        warm_start_model(cfg.init_policy, policy_config(cfg))  # a bad checkpoint fails now, naming itself
     return cfg
 
 
@@ -324,6 +331,17 @@ def new_model(pcfg: OnlineCbfPolicyConfig, gen: torch.Generator) -> Neighbourhoo
     return model
 
 
+def warm_start_model(path: str | Path, pcfg: OnlineCbfPolicyConfig) -> NeighbourhoodNet:
+    """The network of the policy checkpoint at ``path``, checked against the run's policy shape and α range
+    (:class:`TrainConfigError` on ``init_policy`` when they differ)."""
+    policy = OnlineCbfPolicy.load(path)
+    for key in ("hidden", "k_neighbours", "k_obstacles", "alpha_min", "alpha_max"):
+        if getattr(policy.config, key) != getattr(pcfg, key):
+            raise TrainConfigError(str(path), "init_policy", f"its {key} {getattr(policy.config, key)!r} differs "
+                                   f"from the run's {getattr(pcfg, key)!r}")
+    return policy.model
+
+
 def _save_checkpoint(path: Path, theta: torch.Tensor, optimizer: torch.optim.Optimizer, iteration: int,
                      rng: np.random.Generator, gen: torch.Generator, best: float, steps: int, cfg: TrainConfig) -> None:
     tmp = path.with_suffix(".tmp")
@@ -396,6 +414,10 @@ def train(config: TrainConfig) -> Path:
         start, best, steps = int(ck["iteration"]), float(ck["best"]), int(ck["env_steps"])
     else:
         (run_dir / "best_policy.pt").unlink(missing_ok=True)  # a fresh run must not ship an older run's best
+        if cfg.init_policy:
+            model = warm_start_model(cfg.init_policy, pcfg)
+            with torch.no_grad():
+                theta.copy_(parameters_to_vector(model.parameters()))
     vector_to_parameters(theta.detach(), model.parameters())
     writer = SummaryWriter(str(run_dir))
     pool = (multiprocessing.get_context("fork").Pool(cfg.workers, _worker_init, (pcfg, cfg)) if cfg.workers > 1
@@ -405,6 +427,9 @@ def train(config: TrainConfig) -> Path:
     half = cfg.population // 2
     t0 = time.time()
     step = start
+    if start == 0 and cfg.init_policy and cfg.eval_every > 0:  # the policy to beat is the one we start from
+        best = select(OnlineCbfPolicy(pcfg, model), families + selection, cfg.eval_seeds, writer, 0, 0, best,
+                      run_dir, bar.write, rates_hz=cfg.rates_hz)
     try:
         for it in bar:
             if cfg.max_env_steps and steps >= cfg.max_env_steps:

@@ -92,14 +92,7 @@ def test_short_es_training_improves_on_its_starting_policy(tmp_path: Path) -> No
         start.model.action.bias.fill_(-0.6)  # α ≈ 0.3: slow, swaps time out
     start_path = start.save(tmp_path / "start.pt")
     before = _score(start_path, cfg)
-    from navkit.learning import online_cbf_training as es
-
-    original = es.new_model
-    es.new_model = lambda pcfg, g: OnlineCbfPolicy.load(start_path).model  # type: ignore[assignment]
-    try:
-        trained = train(_tiny(tmp_path / "b", iterations=5))
-    finally:
-        es.new_model = original  # type: ignore[assignment]
+    trained = train(_tiny(tmp_path / "b", iterations=5, init_policy=str(start_path)))  # warm start from it
     after = _score(trained, cfg)
     print(f"fitness before {before:.3f} after {after:.3f}")
     assert after > before + 0.2, (before, after)
@@ -124,6 +117,21 @@ def test_resuming_with_another_network_or_a_damaged_checkpoint_is_a_clear_error(
     (Path(cfg.run_dir) / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainConfigError, match="last.pt: <file>: unreadable"):
         train(replace(cfg, iterations=2))
+
+
+def test_warm_start_must_fit_the_run_and_is_the_policy_to_beat(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = _tiny(tmp_path / "a", iterations=1)
+    start = OnlineCbfPolicy(policy_config(cfg), new_model(policy_config(cfg), torch.Generator().manual_seed(0)))
+    path = start.save(tmp_path / "start.pt")
+    with pytest.raises(TrainConfigError, match="init_policy: its hidden 8 differs from the run's 16"):
+        train(_tiny(tmp_path / "b", iterations=1, hidden=16, init_policy=str(path)))
+    # The start's weights are loaded (not the run's own seed-3 initialisation: with a negligible step the
+    # result is the start) and, with model selection on, scored before the first update.
+    run = _tiny(tmp_path / "c", iterations=1, init_policy=str(path), eval_every=1, eval_seeds=1, learning_rate=1e-9)
+    shipped = OnlineCbfPolicy.load(train(run)).model.state_dict()
+    assert "iter 0 (0.0M steps): score" in capsys.readouterr().out
+    for key, value in start.model.state_dict().items():
+        torch.testing.assert_close(shipped[key], value, rtol=0, atol=1e-6)
 
 
 def test_env_step_budget_stops_training(tmp_path: Path) -> None:
