@@ -40,8 +40,8 @@ from torch import Tensor
 from navkit.common.cli_args import CliParser, int_in
 from navkit.common.json_output import to_json
 from navkit.common.errors import FieldError, NavkitError, brief
-from navkit.learning.wm_training import build_encoder, encode_features
-from navkit.planning.dino_wm import DinoWmModel, DinoWmModelConfig, DinoWmPredictor, LatentHistory, PredictorConfig
+from navkit.perception.wm_features import build_encoder, encode_features
+from navkit.planning.dino_wm import LatentHistory
 from navkit.planning.latent_planners import (
     ActionPlanner,
     CemConfig,
@@ -55,9 +55,11 @@ from navkit.planning.latent_planners import (
     MppiPlanner,
 )
 from navkit.sim.wm_envs import WmEnv, make_wm_env
+from navkit.stack.world_model_loader import LoadedModel, WorldModelLoadError
+from navkit.stack.world_model_loader import load_model as _load_run
 
-__all__ = ["EVAL_ENVS", "PLANNERS", "EpisodeResult", "PlannerSummary", "WmEvalConfig", "WmEvalError", "evaluate",
-           "load_model", "main", "sample_pairs", "wilson_interval"]
+__all__ = ["EVAL_ENVS", "PLANNERS", "EpisodeResult", "LoadedModel", "PlannerSummary", "WmEvalConfig", "WmEvalError",
+           "build_encoder", "encode_features", "evaluate", "load_model", "main", "sample_pairs", "wilson_interval"]
 
 PROG = "navkit wm eval"
 PLANNERS = ("mpc_cem", "mppi", "open_cem", "gd", "mpc_gd")
@@ -118,53 +120,14 @@ class WmEvalConfig:
 # ------------------------------------------------------------------------------------------ model
 
 
-@dataclass
-class LoadedModel:
-    """A trained run rebuilt for planning: the model, and how to turn env observations into its frames."""
-
-    model: DinoWmModel
-    checkpoint: dict[str, Any]
-    proprio_mean: np.ndarray
-    proprio_std: np.ndarray
-
-    @property
-    def history(self) -> int:
-        return self.model.predictor.config.history
-
-    def frame(self, visual: np.ndarray, proprio: np.ndarray) -> Tensor:
-        """One observation -> one packed frame (F,) as the predictor was trained on (proprio normalised)."""
-        p = (np.asarray(proprio, dtype=np.float32) - self.proprio_mean) / self.proprio_std
-        with torch.no_grad():
-            return self.model.encode_frames(visual[None], p[None])[0]
-
-
 def load_model(run: str | Path, checkpoint: str = "best.pt", proprio_weight: float = 0.1) -> LoadedModel:
-    """Rebuild encoder + predictor of a ``navkit wm train`` run (the encoder exactly as the cache was built)."""
-    path = Path(run) / checkpoint
-    if not Path(run).is_dir():
-        raise WmEvalError(str(run), "run", "no such run folder")
-    if not path.is_file():
-        raise WmEvalError(str(path), "checkpoint", "missing (train the run first: navkit wm train)")
+    """Rebuild encoder + predictor of a ``navkit wm train`` run (see :mod:`navkit.stack.world_model_loader`,
+    where loading lives so the robot's controller plugin can use it too); a missing or foreign run is a
+    :class:`WmEvalError` naming the file and field, as before."""
     try:
-        # Our own checkpoint format (plain containers and tensors): only load run folders you wrote.
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        cfg = ck["train_config"]
-        pc = PredictorConfig(**ck["predictor_config"])
-    except (KeyError, TypeError, RuntimeError, OSError, ValueError) as exc:
-        raise WmEvalError(str(path), "checkpoint", f"not a navkit wm train checkpoint ({type(exc).__name__})") from None
-    predictor = DinoWmPredictor(pc)
-    predictor.load_state_dict(ck["predictor"])
-    encoder = build_encoder(cfg["encoder"], cfg["weights"], cfg["encoder_seed"], cfg["image_size"])
-    feature = cfg["feature"]
-
-    def encode(images: np.ndarray) -> np.ndarray:
-        return encode_features(encoder, np.ascontiguousarray(images), feature)
-
-    low, high = np.asarray(ck["action_low"]), np.asarray(ck["action_high"])
-    mc = DinoWmModelConfig(proprio_weight=proprio_weight, action_mean=tuple(float(v) for v in (high + low) / 2),
-                           action_std=tuple(float(v) for v in (high - low) / 2))
-    model = DinoWmModel(encode, predictor, mc)
-    return LoadedModel(model, ck, np.asarray(ck["proprio_mean"], np.float32), np.asarray(ck["proprio_std"], np.float32))
+        return _load_run(run, checkpoint, proprio_weight)
+    except WorldModelLoadError as exc:
+        raise WmEvalError(exc.source, exc.field, exc.problem) from None
 
 
 # ------------------------------------------------------------------------------------------ pairs

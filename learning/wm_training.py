@@ -15,8 +15,8 @@ teacher-forced latent MSE (targets detached) plus the proprio MSE, AdamW at 5e-4
 by the env's action *box* (so the planners' normalised box [-1, 1] is exactly the robot's box) and proprio
 by the training split's mean/std. TensorBoard logs train/val loss under the run folder; ``last.pt`` holds
 everything needed to continue bit for bit (weights, optimiser, sampler and torch RNG states, history), and
-``best.pt`` the lowest-validation-loss predictor with everything :mod:`navkit.learning.wm_eval` needs to
-rebuild the model (configs, normalisation, encoder identity). ``val_loss.png`` is drawn at the end.
+``best.pt`` the lowest-validation-loss predictor with everything :mod:`navkit.stack.world_model_loader` needs
+to rebuild the model (configs, normalisation, encoder identity). ``val_loss.png`` is drawn at the end.
 """
 from __future__ import annotations
 
@@ -39,15 +39,16 @@ from navkit.common.cli_args import CliParser, int_in
 from navkit.common.errors import FieldError, NavkitError, brief
 from navkit.learning.wm_dataset import WmDataset, load_dataset
 from navkit.perception.dinov2_checkpoint import VARIANTS
-from navkit.perception.image_encoder import DinoEncoder, DinoEncoderConfig
+from navkit.perception.image_encoder import DinoEncoder
+from navkit.perception.wm_features import FEATURE_KINDS, build_encoder, encode_features
 from navkit.planning.dino_wm import DinoWmPredictor, PredictorConfig, teacher_forced_loss
 
 __all__ = ["FEATURE_KINDS", "PREDICTOR_PRESETS", "FeatureCache", "TrainResult", "WmTrainConfig", "WmTrainError",
-           "build_encoder", "encoder_fingerprint", "feature_cache", "main", "train"]
+           "build_encoder", "encode_features", "encoder_fingerprint", "feature_cache", "main", "train"]
+# FEATURE_KINDS, build_encoder and encode_features live in navkit.perception.wm_features (the stack rebuilds a
+# run's encoder with them too); they are re-exported here for existing callers.
 
 PROG = "navkit wm train"
-FEATURE_KINDS = ("patch", "cls")
-"""``patch``: the final-norm patch tokens (the paper's choice); ``cls``: the class token alone (its ablation)."""
 PREDICTOR_PRESETS = ("cpu", "paper")
 RESUME_MUST_MATCH = ("data", "encoder", "weights", "encoder_seed", "feature", "image_size", "history", "frameskip",
                      "predictor", "depth", "heads", "head_dim", "mlp_dim", "batch_size", "lr", "weight_decay",
@@ -156,12 +157,6 @@ class WmTrainConfig:
 # ------------------------------------------------------------------------------------------ encoder
 
 
-def build_encoder(variant: str, weights: str = "", seed: int = 0, image_size: int = 0) -> DinoEncoder:
-    """The frozen encoder a run's features come from (rebuilt identically by :mod:`navkit.learning.wm_eval`)."""
-    return DinoEncoder(DinoEncoderConfig(variant=variant, weights=weights, random_init_seed=seed,
-                                         resize_to=image_size))
-
-
 def encoder_fingerprint(encoder: DinoEncoder, feature: str) -> str:
     """sha256 of the encoder's weights (every tensor's bytes, in name order), its input size rule and the
     feature kind: the cache key that makes features from other weights impossible to reuse by mistake."""
@@ -171,13 +166,6 @@ def encoder_fingerprint(encoder: DinoEncoder, feature: str) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def encode_features(encoder: DinoEncoder, images: np.ndarray, feature: str) -> np.ndarray:
-    """uint8 (B, H, W, 3) -> (B, P, D) float32: patch tokens, or the class token as a single "patch"."""
-    out = encoder.features(images)
-    tokens = out.x_norm_patchtokens if feature == "patch" else out.x_norm_clstoken[:, None, :]
-    return tokens.float().cpu().numpy()
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,12 @@ knows whether the robot is simulated: the map arrives through a map source.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from navkit.common.interfaces import FilterResult, LocalController, MapSource, SafetyFilter
 from navkit.common.observation import ControlTarget, Observation
@@ -62,6 +65,37 @@ class NavigationStack:
         self.filter: SafetyFilter = registry.build(config.safety_filter)
         self.timer = StageTimer()
         self._last_scan: LaserScan | None = None
+        self._goal_image: np.ndarray | None = None
+
+    @property
+    def goal_image(self) -> np.ndarray | None:
+        """The goal image every control target carries (None: none set)."""
+        return self._goal_image
+
+    def set_goal_image(self, image: np.ndarray | None) -> None:
+        """Give the local controller a goal image (H, W, 3) uint8, e.g. the camera view from a station, that a
+        goal-image controller (``world_model_mpc``) drives to; None takes it away (such a controller then stops).
+
+        The image is copied and frozen, so the caller reusing its buffer cannot change the goal behind the
+        controller's back. Path controllers ignore it: the target's path and goal stay the planner's."""
+        if image is None:
+            self._goal_image = None
+            return
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 \
+                or 0 in image.shape:
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"goal_image: expected a uint8 RGB image (H, W, 3), got {got}")
+        frozen = np.array(image, copy=True)
+        frozen.flags.writeable = False
+        self._goal_image = frozen
+
+    def control_target(self) -> ControlTarget:
+        """What the local controller is asked to reach now: the planner's path (and its end as the goal), plus
+        the goal image when one is set."""
+        target = ControlTarget.along(self.planning.path_in_odom())
+        if self._goal_image is not None:
+            target = dataclasses.replace(target, goal_image=self._goal_image)
+        return target
 
     def tick(self, observation: Observation) -> FilterResult:
         """One control period; the result's ``command`` goes to the robot."""
@@ -74,8 +108,9 @@ class NavigationStack:
         if odom is not None and self.planning.update(now, odom):
             self.controller.reset()
         t = self.timer.lap("planning", t)
-        command = self.controller.compute(observation, ControlTarget.along(self.planning.path_in_odom()))
+        command = self.controller.compute(observation, self.control_target())
         t = self.timer.lap("control", t)
+        # Every controller's command, the world model's included, reaches the robot only through the filter.
         result = self.filter.filter(command, observation, now)
         self.timer.lap("safety_filter", t)
         return result

@@ -119,6 +119,25 @@ def _rl_policy(config: Any) -> Any:
     return LearnedController(config, SHIPPED_AGV_POLICY)
 
 
+def _world_model_mpc(config: Any) -> Any:
+    """Load the run the parameter file names and drive with it. The config already refused a run path that is
+    not a folder (naming the file); an empty run or a missing or foreign checkpoint is one line naming
+    ``local_controller.*``."""
+    from navkit.common.errors import ParameterError
+    from navkit.planning.wm_controller import WorldModelMpcController
+    from navkit.stack import world_model_loader
+
+    if not config.run:
+        raise ParameterError("world_model_mpc", "local_controller.run",
+                             "empty: name the folder of a navkit wm train run")
+    try:
+        loaded = world_model_loader.load_model(config.run, config.checkpoint, config.proprio_weight)
+        return WorldModelMpcController(config, loaded)
+    except world_model_loader.WorldModelLoadError as exc:
+        raise world_model_loader.WorldModelLoadError(exc.source, f"local_controller.{exc.field}",
+                                                     exc.problem) from None
+
+
 def _cbf_lidar(config: Any) -> Any:
     from navkit.control.cbf_filter import CbfSafetyFilter
 
@@ -185,6 +204,8 @@ BUILTIN_PLUGINS = (
            "pure pursuit along the global path"),
     Plugin("local_controller", "rl_policy", _rl_policy, "navkit.control.learned_controller:LearnedControllerConfig",
            "a learned policy from lidar, odometry and the goal (navkit train rnd-agv)"),
+    Plugin("local_controller", "world_model_mpc", _world_model_mpc, "navkit.planning.wm_controller:WorldModelMpcConfig",
+           "DINO-WM MPC towards a goal image from the front camera (a navkit wm train run; Zhou et al. 2025)"),
     Plugin("safety_filter", "cbf_lidar", _cbf_lidar, "navkit.control.cbf_filter:CbfFilterConfig",
            "CBF-QP on lidar points (exact 2-D QP), brakes when infeasible"),
     Plugin("cbf_policy", "fixed", _fixed_alpha, FixedAlphaConfig, "one fixed class-K gain for every robot"),
