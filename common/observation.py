@@ -16,6 +16,11 @@ from navkit.common.geometry import Pose2D
 from navkit.common.sensor_data import CameraImage, LaserScan, Odometry, PointCloud
 
 
+FRONT_CAMERA = "front"
+"""The name of the robot's forward camera in :attr:`Observation.cameras` (in-process and in the ROS 2 controller
+node, where it is ``camera/image_raw``)."""
+
+
 @dataclass(frozen=True)
 class Observation:
     """The latest data of every sensor at ``stamp`` (seconds on the robot's clock).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from navkit.common.interfaces import FilterResult, FilterStatus, RobotBackend, SimulationTruth
-from navkit.common.observation import Observation
+from navkit.common.observation import FRONT_CAMERA, Observation
 from navkit.common.sensor_data import CameraImage, LaserScan, VelocityCommand
 from navkit.learning.navigation_task import NavigationTask
 from navkit.sim.scenario import Scenario
@@ -28,7 +28,6 @@ from navkit.stack.navigation_stack import NavigationStack
 
 STAGES = ("physics", "sensing", *STACK_STAGES)
 """Timed per control period, in order."""
-FRONT_CAMERA = "front"
 """The name the robot's forward camera has in :attr:`Observation.cameras`."""
 
 

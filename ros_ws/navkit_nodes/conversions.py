@@ -99,6 +99,50 @@ def image_to_msg(image: CameraImage, stamp: float | None = None) -> ImageMsg:
     return msg
 
 
+IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+"""The 8-bit encodings :func:`image_from_msg` reads (sensor_msgs/image_encodings names), channels per pixel."""
+
+
+def image_from_msg(msg: ImageMsg) -> CameraImage:
+    """sensor_msgs/Image -> an RGB (H, W, 3) uint8 :class:`CameraImage` (its own copy of the pixels).
+
+    The inverse of :func:`image_to_msg`. ``rgb8`` is taken as is, ``bgr8`` has its channels
+    swapped, ``rgba8``/``bgra8`` lose alpha, ``mono8`` is replicated into three channels; ``step``
+    (bytes per row, possibly padded) is honoured and ``is_bigendian`` is irrelevant for 8-bit
+    data. Intrinsics and extrinsics are not in the message (camera_info, TF) and stay None.
+
+    Raises ValueError naming the field for an image navkit cannot read right: zero width or
+    height, an unknown encoding, a ``step`` shorter than a row, or ``data`` whose length is not
+    ``step * height``. Nothing else escapes: a node catches ValueError and reports the message.
+    """
+    h, w = int(msg.height), int(msg.width)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"height/width: {h} x {w} pixels is an empty image")
+    encoding = str(msg.encoding)
+    channels = IMAGE_CHANNELS.get(encoding)
+    if channels is None:
+        raise ValueError(f"encoding: {encoding!r} is not one of {', '.join(IMAGE_CHANNELS)}")
+    step = int(msg.step)
+    if step < w * channels:
+        raise ValueError(f"step: {step} bytes per row, a {w}-pixel {encoding} row needs at least {w * channels}")
+    data = np.frombuffer(msg.data, dtype=np.uint8) if len(msg.data) else np.zeros(0, dtype=np.uint8)
+    if data.size != step * h:
+        raise ValueError(f"data: {data.size} bytes, expected step x height = {step * h}")
+    pixels = data.reshape(h, step)[:, :w * channels].reshape(h, w, channels)
+    if encoding == "rgb8":
+        rgb = pixels
+    elif encoding == "bgr8":
+        rgb = pixels[..., ::-1]
+    elif encoding == "rgba8":
+        rgb = pixels[..., :3]
+    elif encoding == "bgra8":
+        rgb = pixels[..., 2::-1]
+    else:  # mono8
+        rgb = np.repeat(pixels, 3, axis=2)
+    return CameraImage(stamp=from_time(msg.header.stamp), rgb=np.array(rgb, dtype=np.uint8, order="C"),
+                       frame_id=msg.header.frame_id or "camera_optical_frame")
+
+
 def command_to_msg(cmd: VelocityCommand, frame_id: str = "base_link") -> TwistStamped:
     msg = TwistStamped()
     msg.header.stamp = to_time(cmd.stamp)
