@@ -69,9 +69,10 @@ def test_an_unknown_robot_is_refused_by_the_launch_file() -> None:
 def test_driver_topics_and_twist_type_are_launch_arguments() -> None:
     specs = {s.name: s for s in parse_launch_file(DEMO_LAUNCH, {
         "robot": "external", "odom_topic": "/diff_drive_controller/odom", "scan_topic": "/front/scan",
-        "cmd_vel_topic": "/diff_drive_controller/cmd_vel", "cmd_vel_stamped": "false"})}
+        "camera_topic": "/oak/rgb/image_raw", "cmd_vel_topic": "/diff_drive_controller/cmd_vel", "cmd_vel_stamped": "false"})}
     assert ("odom", "/diff_drive_controller/odom") in specs["planner"].remaps
     assert ("scan", "/front/scan") in specs["safety_filter"].remaps
+    assert ("camera/image_raw", "/oak/rgb/image_raw") in specs["controller"].remaps
     assert ("cmd_vel", "/diff_drive_controller/cmd_vel") in specs["safety_filter"].remaps
     assert specs["safety_filter"].params["cmd_vel_stamped"] is False
 
