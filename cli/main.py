@@ -11,13 +11,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from navkit.cli.args import MAX_AGENTS, MAX_SEEDS, CliParser, float_in, int_in
-from navkit.cli.run_commands import add_run_options, run_scenario, run_swarm
+from navkit.cli.run_commands import add_run_options, run_scenario, run_swarm, run_world_model
 from navkit.common.errors import NavkitError
 from navkit.common.json_output import to_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_SCENARIO = REPO_ROOT / "scenarios" / "warehouse_demo.yaml"
 SHORT_AISLE = REPO_ROOT / "scenarios" / "short_aisle.yaml"
+
+
+WM_ENVS = ("pointmaze", "wall", "warehouse")
+"""As navkit.sim.wm_envs.WM_ENV_NAMES (not imported: the CLI parser loads no simulator)."""
+
+
+def _env_run(text: str) -> tuple[str, Path]:
+    """argparse type of ``bench wm --run`` / ``--encoder-run``: ENV=FOLDER."""
+    env, sep, folder = text.partition("=")
+    if not sep or not folder:
+        raise argparse.ArgumentTypeError(f"expected ENV=FOLDER (ENV one of {', '.join(WM_ENVS)}), got {text!r}")
+    if env not in WM_ENVS:
+        raise argparse.ArgumentTypeError(f"ENV must be one of {', '.join(WM_ENVS)}, got {env!r}")
+    return env, Path(folder)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -79,6 +93,18 @@ def _bench(args: argparse.Namespace) -> int:
         # bf16 is 4x slower on CPUs without native bf16 and never within tolerance: left out by default.
         result = encoder_bench.run(backends=[b for b in BACKENDS if b != "eager-bf16"], seed=args.seed)
         print(to_json(result) if args.json else encoder_bench.format_table(result))
+    elif args.which == "wm":
+        from navkit.benchmarks import wm_bench
+
+        runs: dict[str, Path] = {}
+        for env, folder in args.run or []:
+            if env in runs:
+                raise NavkitError(f"{folder}: --run: {env} given twice ({runs[env]} and {folder})")
+            runs[env] = folder
+        result = wm_bench.run(runs, pairs=args.pairs, episodes=args.episodes, encoder_runs=args.encoder_run or [],
+                              seed=args.seed, budget=args.budget, params=args.params,
+                              time_limit_s=args.time_limit or 60.0, progress=not args.json)
+        print(to_json(result) if args.json else wm_bench.format_table(result))
     elif args.which == "serial-base":
         from navkit.benchmarks import serial_base_bench
 
@@ -220,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     swarm.add_argument("--policy", type=Path, default=None, metavar="PATH",
                        help="online CBF policy checkpoint giving each agent its alpha every control period")
 
+    run.add_argument_group(
+        "world-model goal-image scenarios (kind: world_model, e.g. scenarios/wm/warehouse_goal_image.yaml)",
+        "Drive to goal IMAGES with a navkit wm train run (DINO-WM). env pointmaze/wall: budgeted MPC episodes on "
+        "held-out start/goal pairs, video of the goal image beside the current view; env warehouse: the full stack "
+        "in MuJoCo with the world_model_mpc controller behind the CBF safety filter, video goal | robot camera | "
+        "overhead. Writes metrics.json (success per episode, collisions, filter interventions, replans, plan "
+        "times) and the video; --params and --time-limit apply to the warehouse only, --record does not apply.")
+
     sub.add_parser("launch", help="run a ROS 2 YAML launch file as separate ROS 2 processes "
                                   "(navkit launch --help for its options)", add_help=False)
     sub.add_parser("record", help="record the live ROS 2 graph into an MCAP bag (navkit record --help)",
@@ -242,9 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "difference); serial-base: command-to-wheel latency of the RoboClaw serial "
                                        "driver against its emulator (--n commands); encoder: DINOv2 ViT-S/14 at 224 px, "
                                        "eager PyTorch vs torch.compile / ONNX Runtime / OpenVINO (optional extra "
-                                       "'fast'), images/s and max difference to eager.")
+                                       "'fast'), images/s and max difference to eager; wm: DINO-WM goal-image "
+                                       "planning: planners (success, 95% CI, s/replan, model evaluations per success) "
+                                       "on pointmaze/wall runs incl. the paper's CEM, world-model MPC vs A* + pure "
+                                       "pursuit on warehouse goal images (both behind the CBF filter), encoder "
+                                       "variants (--run ENV=DIR, --encoder-run ENV=DIR).")
     bench.add_argument("which", choices=["qp", "closed-loop", "ros-latency", "ros-faults", "online-cbf", "envs",
-                                         "rnd-agv", "backends", "serial-base", "encoder"])
+                                         "rnd-agv", "backends", "serial-base", "encoder", "wm"])
     bench.add_argument("--steps", type=int_in(1000, 10**10), default=None,
                        help="rnd-agv: environment steps per training run (default: 1.5 M)")
     bench.add_argument("--json", action="store_true", help="machine-readable output")
@@ -272,6 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "the policy driven in MuJoCo (default: control/policies/rnd_agv.pt)")
     bench.add_argument("--rate", type=float_in(0.0, 1000.0, low_open=True), default=50.0,
                        help="ros-latency: scan rate in Hz (default: %(default)s)")
+    wm = bench.add_argument_group("wm (DINO-WM goal images)")
+    wm.add_argument("--run", type=_env_run, action="append", default=None, metavar="ENV=DIR",
+                    help="wm: a navkit wm train run folder per env (pointmaze, wall: planner comparison; warehouse: "
+                         "world-model MPC vs A* + pure pursuit); repeatable")
+    wm.add_argument("--encoder-run", type=_env_run, action="append", default=None, metavar="ENV=DIR",
+                    help="wm: a run of the same env with another encoder (self-distilled, random init, CLS token), "
+                         "labelled from its train config; repeatable")
+    wm.add_argument("--pairs", type=int_in(1, 100_000), default=50,
+                    help="wm: held-out start/goal pairs per planner on pointmaze/wall (default: %(default)s)")
+    wm.add_argument("--episodes", type=int_in(1, 10_000), default=20,
+                    help="wm: warehouse episodes per method (default: %(default)s)")
+    wm.add_argument("--budget", type=int_in(1, 10_000), default=None,
+                    help="wm: model steps per pointmaze/wall episode (default: navkit wm eval's)")
+    wm.add_argument("--params", type=Path, default=None,
+                    help="wm: parameter file of the world-model warehouse stack (default: "
+                         "scenarios/wm/world_model_mpc.params.yaml)")
+    wm.add_argument("--time-limit", type=float_in(0.0, 3600.0, low_open=True), default=None,
+                    help="wm: sim seconds per warehouse episode (default: 60)")
     plugins = sub.add_parser("plugins", help="list the slots of the stack and the plugins that fill them",
                              description="Every slot (robot_backend, global_planner, local_controller, safety_filter, "
                                          "...) and the plugin names a parameter file may choose with 'plugin:'.")
@@ -365,12 +421,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from navkit.sim.swarm_scenario import is_swarm_scenario
 
+            from navkit.runner.wm_scenario import is_world_model_scenario
+
             if is_swarm_scenario(args.scenario):
                 return run_swarm(args.scenario, args)
             for option in ("agents", "alpha", "policy", "priority_rule"):
                 if getattr(args, option) not in (None, False):
                     flag = "--" + option.replace("_", "-")
                     raise NavkitError(f"{args.scenario}: {flag}: only applies to swarm scenarios (kind: swarm)")
+            if is_world_model_scenario(args.scenario):
+                return run_world_model(args.scenario, args)
             return run_scenario(args.scenario, args)
         if args.command == "bench":
             return _bench(args)

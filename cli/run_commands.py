@@ -170,6 +170,45 @@ def run_swarm(scenario_path: Path, args: argparse.Namespace) -> int:
     return 0 if result.metrics["success"] and result.metrics["collisions"] == 0 else 1
 
 
+def run_world_model(scenario_path: Path, args: argparse.Namespace) -> int:
+    """``navkit run`` on a ``kind: world_model`` file: goal-image episodes with a trained DINO-WM run
+    (pointmaze / wall: budgeted MPC on the env; warehouse: the full stack in MuJoCo behind the CBF filter)."""
+    from navkit.runner.outputs import check_video_name, write_outputs, write_video
+    from navkit.runner.wm_runner import WmRunOptions, WorldModelRunner, format_wm_metrics_table
+    from navkit.runner.wm_scenario import MAX_SEED, load_world_model_scenario
+
+    scenario = load_world_model_scenario(scenario_path)
+    check_video_name(args.video)
+    if args.record is not None:
+        raise NavkitError(f"{scenario_path}: --record: bag recording is not available for world_model scenarios")
+    if getattr(args, "robot", None):
+        raise NavkitError(f"{scenario_path}: --robot: world_model scenarios run in the simulator their run was "
+                          "trained in")
+    if scenario.env != "warehouse":
+        for flag, given in (("--params", args.params is not None), ("--time-limit", args.time_limit is not None)):
+            if given:
+                raise NavkitError(f"{scenario_path}: {flag}: only for env: warehouse (env: {scenario.env} episodes "
+                                  "run a fixed budget of model steps; see the scenario's planning section)")
+    if args.seed is not None:
+        if args.seed > MAX_SEED:
+            raise NavkitError(f"{scenario_path}: --seed: world_model scenarios take seeds up to {MAX_SEED}, "
+                              f"got {args.seed}")
+        scenario = dataclasses.replace(scenario, seed=args.seed)
+    runner = WorldModelRunner(scenario, WmRunOptions(
+        video=args.video.lower() != "none", video_fps=args.video_fps, progress=not args.no_progress and not args.json,
+        params=args.params, time_limit_s=args.time_limit))  # loads and checks everything before anything is written
+    video = _prepare_outputs(args)
+    result = runner.run()
+    artefacts: list[tuple[str, Any]] = []
+    if video is not None:
+        artefacts.append((video.name, lambda p: write_video(result.frames, p, result.fps)))
+    written, failures = write_outputs(args.out, result.metrics, artefacts)
+    code = _report(result.metrics, format_wm_metrics_table(result.metrics), written, failures, result.error, args.json)
+    if code is not None:
+        return code
+    return 0 if result.metrics["success"] and result.metrics["collisions"] == 0 else 1
+
+
 def _make_robot(scenario: Any, stack: Any, registry: Any) -> Any:
     """The scenario's robot backend, by name through the plugin registry (as ``robot:=`` in a launch)."""
     choice = registry.choose("robot_backend", {"robot_backend.plugin": scenario.backend}, scenario.source,
