@@ -157,6 +157,16 @@ class LocalController(Protocol):
         """Forget progress along the previous target (a new path or goal arrived)."""
 
 
+@runtime_checkable
+class CommandObserver(Protocol):
+    """Optional for a local controller: it is told the command the robot was actually given, after the
+    safety filter, every control period. A controller whose internal state depends on what was executed
+    (a world model's action history) needs this: the filter may have braked or steered its wish."""
+
+    def observe_command(self, command: VelocityCommand) -> None:
+        """The filtered command sent for the period that ``compute`` was just asked about."""
+
+
 class FilterStatus(Enum):
     """What a safety filter did on one tick."""
 

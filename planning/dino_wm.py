@@ -477,6 +477,15 @@ class DinoWmModel:
         mean = np.asarray(self.config.action_mean or (0.0,) * pc.action_dim)
         return a * std + mean
 
+    def model_actions(self, env: np.ndarray) -> Tensor:
+        """The inverse of :meth:`env_actions`: env actions (T·frameskip, A) in the robot's units -> (T,
+        frameskip·A) normalised model-step actions (what a history records for what was executed)."""
+        pc = self.predictor.config
+        a = np.asarray(env, dtype=np.float64).reshape(-1, pc.action_dim)
+        std = np.asarray(self.config.action_std or (1.0,) * pc.action_dim)
+        mean = np.asarray(self.config.action_mean or (0.0,) * pc.action_dim)
+        return torch.as_tensor((a - mean) / std, dtype=torch.float32).reshape(-1, pc.step_action_dim)
+
     def _rollout(self, frames: Tensor, actions: Tensor) -> Tensor:
         pc = self.predictor.config
         if frames.ndim != 3 or frames.shape[-1] != pc.frame_dim:

@@ -80,6 +80,9 @@ class WmPlanningModel(Protocol):
     def env_actions(self, plan: Tensor) -> np.ndarray:
         """A plan (T, frameskip·A) in normalised units -> (T·frameskip, A) env actions."""
 
+    def model_actions(self, env: np.ndarray) -> Tensor:
+        """The inverse of :meth:`env_actions`: (T·frameskip, A) env actions -> (T, frameskip·A) normalised."""
+
 
 class WorldModelRun(Protocol):
     """What the controller needs of a trained run (:class:`navkit.stack.world_model_loader.LoadedModel`)."""
@@ -307,12 +310,34 @@ class WorldModelMpcController:
             stopped = self._model_step(stamp, image.rgb, odom)
             if stopped is not None:
                 return stopped
-        assert self._env_actions is not None and self._step_start is not None
-        k = min(int((stamp - self._step_start + TIME_EPS_S) / self.control_period_s), self.frameskip - 1)
+        assert self._env_actions is not None
+        k = self._period_index(stamp)
         a = np.clip(self._env_actions[k], -1.0, 1.0)
         return VelocityCommand(stamp, float(a[0]) * self.v_max, float(a[1]) * self.omega_max)
 
+    def observe_command(self, command: VelocityCommand) -> None:
+        """The safety filter's output for the period just computed (:class:`~navkit.common.interfaces.
+        CommandObserver`): the history records what the robot was told, so a braking or steering filter
+        does not leave the model believing its own plan was executed. Without it (e.g. over ROS 2, where the
+        filter is another node) the planned actions are recorded."""
+        if self._sent is None or self._step_start is None:
+            return
+        if not (math.isfinite(command.stamp) and math.isfinite(command.v) and math.isfinite(command.omega)):
+            return
+        k = self._period_index(command.stamp)
+        if k < 0:
+            return
+        self._sent[k] = (float(np.clip(command.v / self.v_max, -1.0, 1.0)),
+                         float(np.clip(command.omega / self.omega_max, -1.0, 1.0)))
+
     # ------------------------------------------------------------------ internals
+
+    def _period_index(self, stamp: float) -> int:
+        """Which control period of the current model step ``stamp`` falls in (-1 before it starts)."""
+        assert self._step_start is not None
+        if stamp < self._step_start - TIME_EPS_S:
+            return -1
+        return min(int((stamp - self._step_start + TIME_EPS_S) / self.control_period_s), self.frameskip - 1)
 
     def _forget_motion(self) -> None:
         """Drop the latent history, the plan and the model-step clock (the goal stays)."""
@@ -320,6 +345,9 @@ class WorldModelMpcController:
         self._executed: Tensor | None = None
         self._plan: Tensor | None = None
         self._env_actions: np.ndarray | None = None
+        self._sent: np.ndarray | None = None
+        """(frameskip, 2) env actions actually sent this model step: the plan's, overwritten by the filtered
+        commands :meth:`observe_command` reports."""
         self._step_start: float | None = None
 
     def _stop(self, reason: str, stamp: float) -> VelocityCommand:
@@ -349,6 +377,8 @@ class WorldModelMpcController:
         """Observe, (maybe) arrive, replan; None when there is a plan to execute, else the zero command."""
         assert self._goal_frame is not None
         frame = self.world_model.frame(rgb, odometry_proprio(odom)).detach()
+        if self._sent is not None:  # what was executed over the last model step, as the filter let it through
+            self._executed = self.world_model.model.model_actions(self._sent)[0].to(frame.dtype)
         if self._history is None or self._executed is None:
             self._history = LatentHistory.single(frame, self.action_dim)
         else:
@@ -378,4 +408,5 @@ class WorldModelMpcController:
         if env.shape != (self.frameskip, 2) or not np.all(np.isfinite(env)):
             return self._stop("bad_plan", stamp)
         self._plan, self._executed, self._env_actions, self._step_start = plan, plan[0], env, stamp
+        self._sent = np.clip(env, -1.0, 1.0)
         return None

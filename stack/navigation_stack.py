@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from navkit.common.interfaces import FilterResult, LocalController, MapSource, SafetyFilter
+from navkit.common.interfaces import CommandObserver, FilterResult, LocalController, MapSource, SafetyFilter
 from navkit.common.observation import ControlTarget, Observation
 from navkit.common.occupancy_grid import OccupancyGrid
 from navkit.common.plugins import PluginChoice, PluginRegistry
@@ -112,5 +112,7 @@ class NavigationStack:
         t = self.timer.lap("control", t)
         # Every controller's command, the world model's included, reaches the robot only through the filter.
         result = self.filter.filter(command, observation, now)
+        if isinstance(self.controller, CommandObserver):  # what was executed, not what was wished
+            self.controller.observe_command(result.command)
         self.timer.lap("safety_filter", t)
         return result

@@ -55,6 +55,9 @@ class ToyModel:
     def env_actions(self, plan: Tensor) -> np.ndarray:
         return plan.detach().reshape(-1, 2).numpy().astype(np.float64)
 
+    def model_actions(self, env: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(env, dtype=np.float32)).reshape(-1, self.action_dim)
+
 
 class ToyRun:
     """A :class:`~navkit.planning.wm_controller.WorldModelRun` around :class:`ToyModel`; records every frame call."""
@@ -266,3 +269,24 @@ def test_defaults_work_and_every_config_field_documents_why() -> None:
     from dataclasses import fields
 
     assert {f.name for f in fields(WorldModelMpcConfig)} <= documented
+
+
+def test_the_history_records_what_the_filter_let_through_not_the_plan(tmp_path: Path) -> None:
+    """A filter that braked or steered must not leave the model believing its own plan was executed: the
+    action appended to the latent history is built from the commands observe_command reported."""
+    plan = torch.full((4, FRAMESKIP * 2), 0.5)
+    planner = ScriptedPlanner(plan)
+    ctrl = WorldModelMpcController(config(tmp_path), ToyRun(), planner=planner)
+    target = ControlTarget(goal_image=image_of((0.9, 0.9)))
+    filtered = [VelocityCommand(0.0, 0.0, 0.0), VelocityCommand(0.1, 0.25 * V_MAX, -OMEGA_MAX)]
+    for k in range(FRAMESKIP):
+        t = k * PERIOD
+        cmd = ctrl.compute(observe(t, (0.0, 0.0)), target)
+        assert (cmd.v, cmd.omega) == (0.5 * V_MAX, 0.5 * OMEGA_MAX)  # the plan's wish
+        if k < len(filtered):
+            ctrl.observe_command(filtered[k])
+    ctrl.compute(observe(FRAMESKIP * PERIOD, (0.0, 0.0)), target)  # next model step: replan with the history
+    history = planner.calls[-1][0]
+    executed = history.actions[-1].reshape(FRAMESKIP, 2)
+    expected = np.array([[0.0, 0.0], [0.25, -1.0]] + [[0.5, 0.5]] * (FRAMESKIP - 2))  # unreported: the plan's
+    np.testing.assert_allclose(executed.numpy(), expected, atol=1e-6)

@@ -188,6 +188,14 @@ def test_in_the_stack_the_goal_image_arrives_and_the_command_never_bypasses_the_
         return cmd
 
     ctrl.compute = spy  # type: ignore[method-assign]
+    told: list[VelocityCommand] = []
+    observe_command = ctrl.observe_command
+
+    def told_spy(command: VelocityCommand) -> None:
+        told.append(command)
+        observe_command(command)
+
+    ctrl.observe_command = told_spy  # type: ignore[method-assign]
     rng = np.random.default_rng(1)
     goal = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     stack.set_goal_image(goal)
@@ -216,6 +224,7 @@ def test_in_the_stack_the_goal_image_arrives_and_the_command_never_bypasses_the_
         assert result.status is FilterStatus.MODIFIED and result.command.v < 0.2 * raw.v, result
         expected = stack.filter.filter(raw, obs, t).command
         assert (result.command.v, result.command.omega) == pytest.approx((expected.v, expected.omega))
+        assert told[-1] is result.command  # the controller hears what was sent, for its action history
     # Already inside the margin: the filter stops or backs away, whatever the controller says.
     result, _ = tick(0.24, 0.4)
     assert seen[-1][0].v == pytest.approx(ctrl.v_max) and result.command.v <= 0.0, result
