@@ -65,7 +65,7 @@ def data_files() -> list[tuple[str, list[str]]]:
         (share, ["package.xml"]),
         (f"{share}/launch", _files("ros_ws/launch/*.yaml")),
         (f"{share}/config", _files("ros_ws/config/*.yaml")),
-        (f"{share}/policies", _files("control/policies/*.pt")),
+        *_tree("control/policies", f"{share}/policies"),  # policies and world-model run folders
         *_tree("scenarios", f"{share}/scenarios"),
         *_tree("maps", f"{share}/maps"),
     ]

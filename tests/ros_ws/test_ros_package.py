@@ -188,10 +188,13 @@ def test_share_holds_config_scenarios_and_policies(prefix: Path) -> None:
 
     assert rel_files(share / "config") == rel_files(REPO / "ros_ws" / "config")
     assert rel_files(share / "scenarios") == rel_files(REPO / "scenarios")
-    assert rel_files(share / "policies") == {p.name for p in (REPO / "control" / "policies").glob("*.pt")}
+    shipped = {p.relative_to(REPO / "control" / "policies").as_posix()
+               for p in (REPO / "control" / "policies").rglob("*.pt")}
+    assert any("/" in name for name in shipped)  # world-model runs are folders (wm_warehouse/best.pt)
+    assert rel_files(share / "policies") == shipped
     # The checkpoints stay package data of navkit.control too (navkit.control.shipped loads them from there).
-    assert {p.name for p in (_site_packages(prefix) / PACKAGE / "control" / "policies").glob("*.pt")} == \
-        rel_files(share / "policies")
+    assert {p for p in rel_files(_site_packages(prefix) / PACKAGE / "control" / "policies") if p.endswith(".pt")} == \
+        shipped
 
 
 def test_find_pkg_share_paths_in_launch_and_config_files_resolve(prefix: Path) -> None:
