@@ -63,8 +63,9 @@ class PlanningSettings:
 
     planner: str = "mpc_cem"
     """One of ``navkit wm eval``'s planners: mpc_cem (the paper's MPC), mppi, open_cem, gd, mpc_gd."""
-    step_budget: int = 6
-    """Model steps executed per episode (x the run's frameskip env steps)."""
+    step_budget: int = 0
+    """Model steps executed per episode (x the run's frameskip env steps); 0: the env's default, sized so a
+    planner with a perfect model can reach the goals (``navkit.learning.wm_eval.DEFAULT_BUDGETS``)."""
     horizon: int = 5
     samples: int = 64
     elites: int = 8
@@ -186,8 +187,8 @@ def _planning(r: _Reader, value: Any) -> PlanningSettings:
     if planner not in PLANNERS:
         raise r.fail("planning.planner", f"expected one of {', '.join(PLANNERS)}, got {brief(planner)}")
     ints = {"step_budget": 10_000, "horizon": 1000, "samples": 100_000, "elites": 100_000, "iterations": 1000}
-    values = {k: r.integer(doc.get(k, getattr(d, k)), f"planning.{k}", minimum=1, maximum=high)
-              for k, high in ints.items()}
+    values = {k: r.integer(doc.get(k, getattr(d, k)), f"planning.{k}", minimum=0 if k == "step_budget" else 1,
+                           maximum=high) for k, high in ints.items()}
     if values["elites"] > values["samples"]:
         raise r.fail("planning.elites", f"must be <= planning.samples ({values['samples']}), got {values['elites']}")
     weight = r.number(doc.get("proprio_weight", d.proprio_weight), "planning.proprio_weight", minimum=0.0,

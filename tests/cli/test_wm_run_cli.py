@@ -142,3 +142,27 @@ def test_pointmaze_episodes_show_the_goal_beside_the_view(tmp_path: Path) -> Non
     assert all(f.shape == (LABEL_PX + TILE_PX + CAPTION_PX, 2 * TILE_PX + GAP_PX, 3) for f in frames)
     goal = frames[0][LABEL_PX:LABEL_PX + TILE_PX, :TILE_PX].astype(float)
     assert all(np.abs(f[LABEL_PX:LABEL_PX + TILE_PX, :TILE_PX] - goal).mean() < 12.0 for f in frames[:7])
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name, env", [("pointmaze", "pointmaze"), ("warehouse_goal_image", "warehouse")])
+def test_the_shipped_scenarios_name_shipped_runs_that_load(name: str, env: str) -> None:
+    from navkit.runner.wm_scenario import load_world_model_scenario
+
+    sc = load_world_model_scenario(REPO / "scenarios" / "wm" / f"{name}.yaml")
+    loaded = load_model(sc.run, sc.checkpoint)
+    assert loaded.env == env and sc.env == env
+    assert (Path(sc.run) / sc.checkpoint).stat().st_size < 3_000_000  # small enough to live in git
+
+
+def test_the_shipped_warehouse_scenario_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # One second per episode cannot cover a goal 2-6 m ahead (0.8 m/s at most, success within 0.5 m): exit 1,
+    # and every episode still writes its metrics; none collides (the filter is on).
+    code = main(["run", str(REPO / "scenarios" / "wm" / "warehouse_goal_image.yaml"), "--out", str(tmp_path),
+                 "--time-limit", "1", "--video", "none", "--no-progress"])
+    assert code == 1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["per_episode"]) == metrics["episodes"] == 10 and metrics["collisions"] == 0
+    assert metrics["successes"] == 0 and metrics["replans"] > 0
