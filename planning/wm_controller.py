@@ -55,8 +55,12 @@ PLANNERS = ("cem", "mppi", "gd")
 """``cem``: the paper's planner; ``mppi``: softer weighted averaging; ``gd``: gradient descent (the paper's weak
 baseline, cheap on smooth costs)."""
 STOP_REASONS = ("no_goal_image", "bad_goal_image", "no_camera", "bad_image", "stale_image", "future_image",
-                "no_odometry", "bad_odometry", "bad_stamp", "bad_plan")
+                "no_odometry", "bad_odometry", "bad_stamp", "bad_frame", "bad_plan")
 """Why the controller output zero instead of driving; each has a counter in :attr:`WorldModelMpcStats.stops`."""
+MAX_FUTURE_SKEW_S = 0.05
+"""An image stamped up to this far ahead of the observation is still used: over ROS 2 an image and the
+``/clock`` tick of the same instant arrive on separate topics (a simulated clock at 50 Hz moves in 20 ms steps).
+Further ahead, it is refused as future-stamped."""
 TIME_EPS_S = 1e-6
 """Slack on time comparisons: ticks at 0.1 s sum to 0.30000000000000004, which is still the third period."""
 PLAN_TIMES_KEPT = 1000
@@ -142,7 +146,9 @@ class WorldModelMpcConfig:
     """Seed of the planner's own generator, so a run of the robot can be replayed exactly."""
     proprio_weight: float = field(default=0.0, metadata={"range": (0.0, 1e6)})
     """α in cost = MSE(patches) + α·MSE(proprio). 0: a goal image carries no proprio, so only the image counts;
-    > 0 also pulls towards the target's goal pose (read as proprio at rest) when the target has one."""
+    > 0 also pulls towards the target's goal pose (read as proprio at rest) when the target has one. Keep it 0
+    for goal images without a pose: the goal's proprio is then the training mean, so the term would pull the
+    robot towards the dataset's mean pose."""
     arrive_cost: float = field(default=0.0, metadata={"range": (0.0, 1e6)})
     """Latent cost of the current frame to the goal at or under which the robot has arrived and stops (until
     another goal image). Its scale depends on the encoder and the scene, so calibrate it on the run (e.g. the
@@ -289,7 +295,7 @@ class WorldModelMpcController:
         if not _is_rgb(image.rgb) or not math.isfinite(image.stamp):
             return self._stop("bad_image", stamp)
         age = stamp - image.stamp
-        if age < -TIME_EPS_S:
+        if age < -MAX_FUTURE_SKEW_S:
             return self._stop("future_image", stamp)
         if age > self.config.max_image_age_s:
             return self._stop("stale_image", stamp)
@@ -300,6 +306,8 @@ class WorldModelMpcController:
             return self._stop("bad_odometry", stamp)
         if not self._same_goal(goal):
             self._encode_goal(goal, target)
+        if self._goal_frame is None:
+            return self._stop("bad_goal_image", stamp)
         if self.arrived:
             return VelocityCommand(stamp, 0.0, 0.0)
         if self._step_start is not None:
@@ -367,8 +375,12 @@ class WorldModelMpcController:
         g = target.goal
         if g is not None and all(math.isfinite(v) for v in (g.x, g.y, g.yaw)):
             proprio = np.array([g.x, g.y, math.cos(g.yaw), math.sin(g.yaw), 0.0, 0.0], dtype=np.float32)
-        self._goal_image = np.array(goal, copy=True)
-        self._goal_frame = self.world_model.frame(self._goal_image, proprio).detach()
+        self._goal_image = self._goal_frame = None  # should encoding fail, no trace of the old goal is left
+        self._forget_motion()
+        image = np.array(goal, copy=True)
+        frame = self.world_model.frame(image, proprio).detach()
+        # A goal that encodes to non-finite numbers is remembered (not re-encoded every tick) but unusable.
+        self._goal_image, self._goal_frame = image, (frame if bool(torch.isfinite(frame).all()) else None)
         self.stats.goal_encodings += 1
         self.arrived = False
         self._forget_motion()  # plan from the current frame now, not after the old goal's model step
@@ -377,6 +389,8 @@ class WorldModelMpcController:
         """Observe, (maybe) arrive, replan; None when there is a plan to execute, else the zero command."""
         assert self._goal_frame is not None
         frame = self.world_model.frame(rgb, odometry_proprio(odom)).detach()
+        if not bool(torch.isfinite(frame).all()):  # e.g. absurd odometry: planning on NaN picks an arbitrary plan
+            return self._stop("bad_frame", stamp)
         if self._sent is not None:  # what was executed over the last model step, as the filter let it through
             self._executed = self.world_model.model.model_actions(self._sent)[0].to(frame.dtype)
         if self._history is None or self._executed is None:
@@ -386,6 +400,8 @@ class WorldModelMpcController:
         with torch.no_grad():
             cost = float(self.world_model.model.latent_cost(frame[None, None], self._goal_frame)[0])
         self.stats.last_cost = cost
+        if not math.isfinite(cost):
+            return self._stop("bad_frame", stamp)
         if self.config.arrive_cost > 0 and cost <= self.config.arrive_cost:
             self.arrived = True
             self._forget_motion()

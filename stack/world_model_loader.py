@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from navkit.common.errors import FieldError, brief
-from navkit.perception.wm_features import build_encoder, encode_features
+from navkit.perception.wm_features import FEATURE_KINDS, build_encoder, encode_features
 from navkit.planning.dino_wm import DinoWmModel, DinoWmModelConfig, DinoWmPredictor, PredictorConfig
 
 __all__ = ["LoadedModel", "WorldModelLoadError", "load_model"]
@@ -106,8 +106,8 @@ class LoadedModel:
     def frame(self, visual: np.ndarray, proprio: np.ndarray | None = None) -> Tensor:
         """One observation -> one packed frame (F,) as the predictor was trained on.
 
-        ``visual`` (H, W, 3) uint8 is resized to the dataset's frame size when it differs (bicubic with
-        antialiasing, as a smaller render would see it); ``proprio`` is normalised by the training split's
+        ``visual`` (H, W, 3) uint8 of another size is centre-cropped to the dataset's aspect ratio and resized
+        to its frame size (bicubic with antialiasing); ``proprio`` is normalised by the training split's
         statistics. ``None`` proprio (a goal image carries none) becomes the training mean, i.e. a normalised
         zero: the one value that says nothing about where the robot is."""
         image = self._resized(np.asarray(visual))
@@ -122,6 +122,18 @@ class LoadedModel:
         size = self.image_size
         if size is None or image.ndim != 3 or image.shape[:2] == size or image.dtype != np.uint8:
             return image  # the encoder checks (and refuses) anything that is not uint8 RGB
+        # Another aspect ratio: centre-crop the wider side first, so the model sees the same vertical (or
+        # horizontal) field of view undistorted, not a squashed wider view it never trained on.
+        h, w = image.shape[:2]
+        if h * size[1] != w * size[0]:
+            if w * size[0] > h * size[1]:  # too wide
+                keep = max(1, round(h * size[1] / size[0]))
+                image = image[:, (w - keep) // 2:(w - keep) // 2 + keep]
+            else:
+                keep = max(1, round(w * size[0] / size[1]))
+                image = image[(h - keep) // 2:(h - keep) // 2 + keep]
+            if image.shape[:2] == size:
+                return np.ascontiguousarray(image)
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
         x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0.0, 1.0)
         return x[0].permute(1, 2, 0).mul_(255.0).round_().to(torch.uint8).numpy()
@@ -157,12 +169,53 @@ def load_model(run: str | Path, checkpoint: str = "best.pt", proprio_weight: flo
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise WorldModelLoadError(str(path), "predictor",
                                   f"weights do not fit the recorded predictor_config ({type(exc).__name__})") from None
-    encoder = build_encoder(*encoder_args)
+    _check_recorded_numbers(path, pc, low, high, mean, std, feature)
+    try:
+        encoder = build_encoder(*encoder_args)
+    except (ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
+        raise WorldModelLoadError(str(path), "train_config.encoder",
+                                  f"cannot rebuild the run's encoder from {brief(encoder_args)} "
+                                  f"({type(exc).__name__}: {brief(str(exc), 120)})") from None
 
     def encode(images: np.ndarray) -> np.ndarray:
         return encode_features(encoder, np.ascontiguousarray(images), feature)
 
     mc = DinoWmModelConfig(proprio_weight=proprio_weight, action_mean=tuple(float(v) for v in (high + low) / 2),
                            action_std=tuple(float(v) for v in (high - low) / 2))
-    model = DinoWmModel(encode, predictor, mc)
-    return LoadedModel(model, ck, mean, std, path)
+    loaded = LoadedModel(DinoWmModel(encode, predictor, mc), ck, mean, std, path)
+    _probe(loaded)
+    return loaded
+
+
+def _check_recorded_numbers(path: Path, pc: PredictorConfig, low: np.ndarray, high: np.ndarray, mean: np.ndarray,
+                            std: np.ndarray, feature: Any) -> None:
+    """The checkpoint's action box, proprio statistics and feature kind fit its predictor: a run that would
+    only fail (or, with a zero std, plan on NaN) on the robot's first command fails here, naming the field."""
+    src = str(path)
+    if feature not in FEATURE_KINDS:
+        raise WorldModelLoadError(src, "train_config.feature", f"expected one of {FEATURE_KINDS}, got {brief(feature)}")
+    for name, box in (("action_low", low), ("action_high", high)):
+        if box.shape != (pc.action_dim,) or not np.all(np.isfinite(box)):
+            raise WorldModelLoadError(src, name, f"expected {pc.action_dim} finite numbers, got {brief(box.tolist())}")
+    if not np.all(high > low):
+        raise WorldModelLoadError(src, "action_high", "must exceed action_low in every dimension")
+    for name, stat in (("proprio_mean", mean), ("proprio_std", std)):
+        if stat.shape != (pc.proprio_dim,) or not np.all(np.isfinite(stat)):
+            raise WorldModelLoadError(src, name,
+                                      f"expected {pc.proprio_dim} finite numbers, got {brief(stat.tolist())}")
+    if not np.all(std > 0):
+        raise WorldModelLoadError(src, "proprio_std", f"must be > 0 in every dimension, got {brief(std.tolist())}")
+
+
+def _probe(loaded: LoadedModel) -> None:
+    """Encode one grey frame of the run's size: an encoder that does not give the predictor's patch grid
+    (another feature kind or image size than the checkpoint says) or a non-finite frame fails at load, as one
+    line, not on the first command while the robot is driving."""
+    size = loaded.image_size or (32, 32)
+    try:
+        frame = loaded.frame(np.full((*size, 3), 128, np.uint8), None)
+    except (FieldError, ValueError, RuntimeError) as exc:
+        raise WorldModelLoadError(str(loaded.path), "train_config",
+                                  f"the rebuilt encoder does not fit the predictor ({brief(str(exc), 160)})") from None
+    if not bool(torch.isfinite(frame).all()):
+        raise WorldModelLoadError(str(loaded.path), "predictor", "a test frame encodes to non-finite numbers")

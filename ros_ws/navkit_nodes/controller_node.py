@@ -100,6 +100,8 @@ class ControllerNode(ManagedNode):
                     self.create_subscription(ImageMsg, GOAL_IMAGE_TOPIC, self._on_goal_image, GOAL_IMAGE_QOS)]
 
     def start(self) -> None:
+        if self.controller is not None:
+            self.controller.reset()  # nothing of a plan from before the pause is resumed
         self.start_work(self.config[0].rate_hz, self._tick)
 
     def restart_timers(self) -> None:
@@ -201,6 +203,8 @@ class ControllerNode(ManagedNode):
         if self.controller is None:
             return
         if odom is None or not odom.is_finite() or not is_fresh(odom.stamp, now, ODOM_TIMEOUT_S):
+            if self.last_reason == "tracking":
+                self.controller.reset()  # zeros go out now: a plan (and a history of its actions) must not resume
             self.last_reason = "no odometry yet" if odom is None else "odometry stale or invalid: commanding zero"
             if odom is not None:
                 self.get_logger().warning("odometry stale or invalid: commanding zero", throttle_duration_sec=1.0)

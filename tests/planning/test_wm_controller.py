@@ -290,3 +290,50 @@ def test_the_history_records_what_the_filter_let_through_not_the_plan(tmp_path: 
     executed = history.actions[-1].reshape(FRAMESKIP, 2)
     expected = np.array([[0.0, 0.0], [0.25, -1.0]] + [[0.5, 0.5]] * (FRAMESKIP - 2))  # unreported: the plan's
     np.testing.assert_allclose(executed.numpy(), expected, atol=1e-6)
+
+
+class NanRun(ToyRun):
+    """A run whose camera frames turn non-finite on demand (e.g. absurd odometry through the proprio stats)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+        self.fail_goal = False
+
+    def frame(self, visual: np.ndarray, proprio: np.ndarray | None = None) -> Tensor:
+        if proprio is None and self.fail_goal:
+            raise RuntimeError("encoder failed")
+        out = super().frame(visual, proprio)
+        return out * math.nan if self.broken and proprio is not None else out
+
+
+def test_a_non_finite_frame_stops_instead_of_planning_on_nan(tmp_path: Path) -> None:
+    # On NaN latents every CEM cost is NaN, yet CEM still returns a finite (arbitrary) plan: it must not drive.
+    run = NanRun()
+    ctrl = WorldModelMpcController(config(tmp_path), run)
+    goal = ControlTarget(goal_image=image_of((0.9, 0.9)))
+    assert not _zero(ctrl.compute(observe(0.0, (0, 0)), goal))
+    run.broken = True
+    cmd = ctrl.compute(observe(0.3, (0, 0)), goal)  # the next model step
+    assert _zero(cmd) and ctrl.stats.stops["bad_frame"] == 1
+
+
+def test_a_goal_that_fails_to_encode_leaves_nothing_of_the_old_goal(tmp_path: Path) -> None:
+    run = NanRun()
+    ctrl = WorldModelMpcController(config(tmp_path), run)
+    ctrl.compute(observe(0.0, (0, 0)), ControlTarget(goal_image=image_of((0.9, 0.0))))
+    run.fail_goal = True
+    with pytest.raises(RuntimeError):
+        ctrl.compute(observe(0.05, (0, 0)), ControlTarget(goal_image=image_of((-0.9, 0.0))))
+    run.fail_goal = False
+    # A caller that carries on: the failed goal is encoded again and the robot heads for it, not the old one.
+    cmd = ctrl.compute(observe(0.1, (0, 0)), ControlTarget(goal_image=image_of((-0.9, 0.0))))
+    assert cmd.v < 0.0, cmd
+
+
+def test_small_clock_skew_is_tolerated_but_a_future_image_is_not(tmp_path: Path) -> None:
+    ctrl = WorldModelMpcController(config(tmp_path), ToyRun())
+    goal = ControlTarget(goal_image=image_of((0.9, 0.9)))
+    assert not _zero(ctrl.compute(observe(0.0, (0, 0), image_age=-0.02), goal))  # a 20 ms sim-clock step ahead
+    assert _zero(ctrl.compute(observe(0.1, (0, 0), image_age=-0.2), goal))
+    assert ctrl.stats.stops["future_image"] == 1

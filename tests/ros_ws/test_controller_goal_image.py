@@ -225,6 +225,8 @@ def test_camera_and_latched_goal_image_reach_the_controller_and_its_command_is_p
     assert resets_after_goal >= 1  # a new goal image resets the controller
     assert statuses(node)["input /camera/image_raw"].level == b"\x01"  # a goal image, and no camera yet
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert stub.resets == resets_after_goal + 1  # activation starts afresh: no plan from before resumes
+    resets_after_goal = stub.resets
 
     frame = random_rgb(24, 32)
 

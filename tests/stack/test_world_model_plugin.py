@@ -233,3 +233,34 @@ def test_in_the_stack_the_goal_image_arrives_and_the_command_never_bypasses_the_
     result, _ = tick(0.26, None)
     assert (seen[-1][0].v, result.command.v) == (0.0, 0.0) and ctrl.stats.stops["no_goal_image"] == 1
     assert set(ctrl.stats.stops) == set(STOP_REASONS)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda ck: ck.__setitem__("proprio_std", [0.0] * len(ck["proprio_std"])), "proprio_std"),
+    (lambda ck: ck.__setitem__("proprio_mean", [0.0] * 3), "proprio_mean"),
+    (lambda ck: ck.__setitem__("action_high", list(ck["action_low"])), "action_high"),
+    (lambda ck: ck.__setitem__("action_low", [-1.0] * 3), "action_low"),
+    (lambda ck: ck["train_config"].__setitem__("feature", "foo"), "train_config.feature"),
+    (lambda ck: ck["train_config"].__setitem__("feature", "cls"), "train_config"),
+    (lambda ck: ck["train_config"].__setitem__("encoder", "vit_zz"), "train_config.encoder"),
+])
+def test_a_checkpoint_that_would_fail_on_the_robot_fails_at_load_naming_the_field(run_dir: Path, tmp_path: Path,
+                                                                                  edit: Any, field: str) -> None:
+    """Checked at load, not on the first command mid-drive (a traceback in-process, a dead node over ROS 2)."""
+    ck = torch.load(run_dir / "best.pt", weights_only=True)
+    edit(ck)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    torch.save(ck, bad / "best.pt")
+    with pytest.raises(WorldModelLoadError) as err:
+        load_model(bad)
+    assert err.value.field == field, str(err.value)
+
+
+def test_a_camera_of_another_aspect_ratio_is_centre_cropped_not_squashed(run_dir: Path) -> None:
+    loaded = load_model(run_dir)
+    h, w = loaded.image_size
+    square = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    wide = np.zeros((h, w * 2, 3), np.uint8)  # the same view with dark margins left and right
+    wide[:, w // 2:w // 2 + w] = square
+    torch.testing.assert_close(loaded.frame(wide), loaded.frame(square))
