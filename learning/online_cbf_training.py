@@ -44,7 +44,8 @@ from navkit.common.errors import ParameterError, brief
 from navkit.common.params import config_from_params
 from navkit.common.swarm_state import SwarmState
 from navkit.common.yaml_file import read_yaml_file
-from navkit.control.online_cbf_policy import NeighbourhoodNet, OnlineCbfPolicy, OnlineCbfPolicyConfig
+from navkit.control.online_cbf_policy import (NeighbourhoodNet, OnlineCbfPolicy, OnlineCbfPolicyConfig,
+                                               PolicyCheckpointError)
 from navkit.control.swarm_controller import SwarmController
 from navkit.learning.swarm_families import (EVAL_SEED_BASE, Family, FamilyError, draw_groups, parse_family)
 from navkit.learning.swarm_rollout import rollout
@@ -334,8 +335,13 @@ def new_model(pcfg: OnlineCbfPolicyConfig, gen: torch.Generator) -> Neighbourhoo
 def warm_start_model(path: str | Path, pcfg: OnlineCbfPolicyConfig) -> NeighbourhoodNet:
     """The network of the policy checkpoint at ``path``, checked against the run's policy shape and α range
     (:class:`TrainConfigError` on ``init_policy`` when they differ)."""
-    policy = OnlineCbfPolicy.load(path)
-    for key in ("hidden", "k_neighbours", "k_obstacles", "alpha_min", "alpha_max"):
+    try:
+        policy = OnlineCbfPolicy.load(path)
+    except PolicyCheckpointError as exc:
+        raise TrainConfigError(str(path), "init_policy", f"{exc.field}: {exc.problem}") from None
+    # Everything that shapes the network or its input features must match (the fallback α does not).
+    for key in ("hidden", "k_neighbours", "k_obstacles", "alpha_min", "alpha_max", "sensing_radius_m",
+                "max_speed_m_s", "agent_radius_m"):
         if getattr(policy.config, key) != getattr(pcfg, key):
             raise TrainConfigError(str(path), "init_policy", f"its {key} {getattr(policy.config, key)!r} differs "
                                    f"from the run's {getattr(pcfg, key)!r}")

@@ -125,6 +125,8 @@ def test_warm_start_must_fit_the_run_and_is_the_policy_to_beat(tmp_path: Path, c
     path = start.save(tmp_path / "start.pt")
     with pytest.raises(TrainConfigError, match="init_policy: its hidden 8 differs from the run's 16"):
         train(_tiny(tmp_path / "b", iterations=1, hidden=16, init_policy=str(path)))
+    with pytest.raises(TrainConfigError, match="nothing.pt: init_policy: <file>: policy checkpoint not found"):
+        train(_tiny(tmp_path / "b", iterations=1, init_policy=str(tmp_path / "nothing.pt")))
     # The start's weights are loaded (not the run's own seed-3 initialisation: with a negligible step the
     # result is the start) and, with model selection on, scored before the first update.
     run = _tiny(tmp_path / "c", iterations=1, init_policy=str(path), eval_every=1, eval_seeds=1, learning_rate=1e-9)
