@@ -182,6 +182,8 @@ class CemPlanner:
             if c.include_mean:
                 cand = torch.cat([mu[None], cand], dim=0)
             cost = _costs(model, obs_latent_state, goal_latent, cand)
+            if not bool(torch.isfinite(cost).any()):
+                continue  # every rollout diverged: no sample says anything, keep μ (as MPPI does)
             elite = cand[torch.topk(cost, c.elites, largest=False).indices]
             mu = elite.mean(dim=0)
             std = elite.std(dim=0, unbiased=False).clamp_min(c.min_std)

@@ -262,20 +262,24 @@ class WorldModelMpcController:
         """Observation time one model step spans: the replanning period."""
         self._counted = CountingModel(world_model.model)
         self.action_dim = int(world_model.model.action_dim)
+        if self.action_dim != 2 * self.frameskip:  # refused now, not by a bad_plan stop on every model step
+            raise ValueError(f"action_dim: the world model must plan (v, ω) per env step ({2 * self.frameskip} numbers "
+                             f"per model step at frameskip {self.frameskip}), got {self.action_dim}")
         self.stats = WorldModelMpcStats()
         self.arrived = False
         """True once the goal's latent cost fell to ``arrive_cost``; the robot then stays stopped until another
         goal image or :meth:`reset` (a learned cost is noisy near its minimum: no hunting around the goal)."""
         self._goal_image: np.ndarray | None = None
         self._goal_frame: Tensor | None = None
+        self._goal_source: np.ndarray | None = None
+        """The caller's goal array last encoded (see :meth:`_same_goal`)."""
         self._forget_motion()
 
     # ------------------------------------------------------------------ LocalController
 
     def reset(self) -> None:
         """Forget the history, the warm start, the goal and arrival: the next goal image is encoded afresh."""
-        self._goal_image = None
-        self._goal_frame = None
+        self._goal_image = self._goal_frame = self._goal_source = None
         self.arrived = False
         self._forget_motion()
 
@@ -350,7 +354,6 @@ class WorldModelMpcController:
     def _forget_motion(self) -> None:
         """Drop the latent history, the plan and the model-step clock (the goal stays)."""
         self._history: LatentHistory | None = None
-        self._executed: Tensor | None = None
         self._plan: Tensor | None = None
         self._env_actions: np.ndarray | None = None
         self._sent: np.ndarray | None = None
@@ -365,7 +368,10 @@ class WorldModelMpcController:
 
     def _same_goal(self, goal: np.ndarray) -> bool:
         known = self._goal_image
-        return known is not None and (goal is known or np.array_equal(goal, known))
+        # The stack hands the same frozen array every tick: identity suffices for a read-only array (a writable
+        # one may have been changed in place), the pixel compare only otherwise.
+        same_frozen = goal is self._goal_source and not goal.flags.writeable
+        return known is not None and (same_frozen or np.array_equal(goal, known))
 
     def _encode_goal(self, goal: np.ndarray, target: ControlTarget) -> None:
         """Encode a new goal image once. Its proprio is the target's goal pose at rest when there is one (it only
@@ -374,16 +380,17 @@ class WorldModelMpcController:
         proprio = None
         g = target.goal
         if g is not None and all(math.isfinite(v) for v in (g.x, g.y, g.yaw)):
-            proprio = np.array([g.x, g.y, math.cos(g.yaw), math.sin(g.yaw), 0.0, 0.0], dtype=np.float32)
-        self._goal_image = self._goal_frame = None  # should encoding fail, no trace of the old goal is left
+            proprio = odometry_proprio(Odometry(0.0, g, 0.0, 0.0))  # the goal pose, at rest
+        self._goal_image = self._goal_frame = self._goal_source = None  # should encoding fail, nothing of the old goal
+
         self._forget_motion()
         image = np.array(goal, copy=True)
         frame = self.world_model.frame(image, proprio).detach()
         # A goal that encodes to non-finite numbers is remembered (not re-encoded every tick) but unusable.
         self._goal_image, self._goal_frame = image, (frame if bool(torch.isfinite(frame).all()) else None)
+        self._goal_source = goal
         self.stats.goal_encodings += 1
-        self.arrived = False
-        self._forget_motion()  # plan from the current frame now, not after the old goal's model step
+        self.arrived = False  # and, forgotten above, the old plan: the next plan starts now, from the current frame
 
     def _model_step(self, stamp: float, rgb: np.ndarray, odom: Odometry) -> VelocityCommand | None:
         """Observe, (maybe) arrive, replan; None when there is a plan to execute, else the zero command."""
@@ -391,12 +398,11 @@ class WorldModelMpcController:
         frame = self.world_model.frame(rgb, odometry_proprio(odom)).detach()
         if not bool(torch.isfinite(frame).all()):  # e.g. absurd odometry: planning on NaN picks an arbitrary plan
             return self._stop("bad_frame", stamp)
-        if self._sent is not None:  # what was executed over the last model step, as the filter let it through
-            self._executed = self.world_model.model.model_actions(self._sent)[0].to(frame.dtype)
-        if self._history is None or self._executed is None:
+        if self._history is None or self._sent is None:
             self._history = LatentHistory.single(frame, self.action_dim)
-        else:
-            self._history = self._history.append(self._executed, frame, self.history_len)
+        else:  # what was executed over the last model step, as the filter let it through
+            executed = self.world_model.model.model_actions(self._sent)[0].to(frame.dtype)
+            self._history = self._history.append(executed, frame, self.history_len)
         with torch.no_grad():
             cost = float(self.world_model.model.latent_cost(frame[None, None], self._goal_frame)[0])
         self.stats.last_cost = cost
@@ -423,6 +429,6 @@ class WorldModelMpcController:
         env = np.asarray(self.world_model.model.env_actions(plan[:1]), dtype=np.float64)
         if env.shape != (self.frameskip, 2) or not np.all(np.isfinite(env)):
             return self._stop("bad_plan", stamp)
-        self._plan, self._executed, self._env_actions, self._step_start = plan, plan[0], env, stamp
+        self._plan, self._env_actions, self._step_start = plan, env, stamp
         self._sent = np.clip(env, -1.0, 1.0)
         return None

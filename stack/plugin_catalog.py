@@ -134,6 +134,8 @@ def _world_model_mpc(config: Any) -> Any:
         loaded = world_model_loader.load_model(config.run, config.checkpoint, config.proprio_weight)
         return WorldModelMpcController(config, loaded)
     except world_model_loader.WorldModelLoadError as exc:
+        if exc.field not in ("run", "checkpoint"):  # a field inside the checkpoint: named as the loader named it
+            raise
         raise world_model_loader.WorldModelLoadError(exc.source, f"local_controller.{exc.field}",
                                                      exc.problem) from None
 
