@@ -261,8 +261,9 @@ class DinoPretrainConfig:
             value = getattr(self, name)
             if not (0.0 < value <= 100.0 and math.isfinite(value)):
                 raise ValueError(f"{name}: must be a positive number, got {value!r}")
-        if not self.probe_ridge or not all(0.0 <= r <= 1e6 for r in self.probe_ridge):
-            raise ValueError(f"probe_ridge: expected one or more penalties in [0, 1e6], got {self.probe_ridge!r}")
+        # > 0: on collapsed (rank-deficient) features an unpenalised fit is singular and would stop the run.
+        if not self.probe_ridge or not all(0.0 < r <= 1e6 for r in self.probe_ridge):
+            raise ValueError(f"probe_ridge: expected one or more penalties in (0, 1e6], got {self.probe_ridge!r}")
         for name in ("layerscale_init", "min_lr", "weight_decay", "weight_decay_end", "clip_grad"):
             value = getattr(self, name)
             if not (0.0 <= value <= 1e6 and math.isfinite(value)):

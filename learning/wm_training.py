@@ -38,7 +38,7 @@ import torch
 from navkit.common.cli_args import CliParser, int_in
 from navkit.common.errors import FieldError, NavkitError, brief
 from navkit.learning.wm_dataset import WmDataset, load_dataset
-from navkit.perception.dinov2_checkpoint import VARIANTS
+from navkit.perception.dinov2_checkpoint import VARIANTS, read_checkpoint
 from navkit.perception.image_encoder import DinoEncoder
 from navkit.perception.wm_features import FEATURE_KINDS, build_encoder, encode_features
 from navkit.planning.dino_wm import DinoWmPredictor, PredictorConfig, teacher_forced_loss
@@ -253,7 +253,6 @@ class _Batches:
         high = np.asarray(ds.metadata["action_high"], dtype=np.float32)
         self.actions = ((np.asarray(ds.actions, dtype=np.float32) - (high + low) / 2) / ((high - low) / 2))
         self.proprio = ((np.asarray(ds.proprio, dtype=np.float32) - proprio_mean) / proprio_std).astype(np.float32)
-        self.span = (history + 1) * frameskip
 
     def __call__(self, traj: np.ndarray, start: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         offsets = np.arange(self.h + 1) * self.k
@@ -386,8 +385,7 @@ def train(cfg: WmTrainConfig) -> TrainResult:
     train_hist: list[tuple[int, float]] = []
     val_hist: list[tuple[int, float]] = []
     if last_path.is_file() and not cfg.fresh:
-        # Our own checkpoint (RNG states need full unpickling): only ever load run folders you wrote.
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(last_path)  # weights only: a damaged or foreign file is one line, not a traceback
         saved = ck.get("train_config", {})
         for key in RESUME_MUST_MATCH:
             if key in saved and saved[key] != getattr(cfg, key):
