@@ -76,6 +76,8 @@ class ControllerNode(ManagedNode):
         self.rejected_images = 0
         self.image_errors: dict[str, str] = {}
         """Per input topic, why its last image was refused (cleared by the next readable one)."""
+        self._computing = False
+        """The controller was asked for commands on the last tick (a stop must reset it)."""
         self.last_reason = "not started"
         self._io: list[Any] = []
         self._pub: Any = None
@@ -203,22 +205,27 @@ class ControllerNode(ManagedNode):
         if self.controller is None:
             return
         if odom is None or not odom.is_finite() or not is_fresh(odom.stamp, now, ODOM_TIMEOUT_S):
-            if self.last_reason == "tracking":
+            if self._computing:
                 self.controller.reset()  # zeros go out now: a plan (and a history of its actions) must not resume
+                self._computing = False
             self.last_reason = "no odometry yet" if odom is None else "odometry stale or invalid: commanding zero"
             if odom is not None:
                 self.get_logger().warning("odometry stale or invalid: commanding zero", throttle_duration_sec=1.0)
         else:
             scan = self.scan if self.scan is not None and is_fresh(self.scan.stamp, now, ODOM_TIMEOUT_S) else None
             image = self._fresh_image(now)
-            if self.path is None and self.goal_image is None:
+            if self.path is None and self.goal_image is None:  # nothing to drive to: zero, whatever the controller
                 self.last_reason = "no path or goal image: commanding zero"
-            elif self.path is None and image is None:
-                self.last_reason = "goal image but no fresh camera image: the controller decides (a goal-image one stops)"
+                if self._computing:
+                    self.controller.reset()
+                    self._computing = False
             else:
-                self.last_reason = "tracking"
-            cameras = {FRONT_CAMERA: image} if image is not None else {}
-            command = self.controller.compute(Observation(now, odom=odom, scan=scan, cameras=cameras), self._target())
+                self.last_reason = ("goal image but no fresh camera image: the controller decides (a goal-image one "
+                                    "stops)" if self.path is None and image is None else "tracking")
+                cameras = {FRONT_CAMERA: image} if image is not None else {}
+                command = self.controller.compute(Observation(now, odom=odom, scan=scan, cameras=cameras),
+                                                  self._target())
+                self._computing = True
         if self._pub is not None:
             self._pub.publish(command_to_msg(command))
 

@@ -291,9 +291,12 @@ def test_camera_and_latched_goal_image_reach_the_controller_and_its_command_is_p
     assert stub.resets > resets
     status = statuses(node)["images"]
     assert status.level == b"\x01" and "goal_image: encoding: " in status.message
+    # Nothing to drive to: the node sends zero itself and does not ask the controller (this stub would drive on).
     stub.calls.clear()
-    assert graph.spin_until(lambda: len(stub.calls) >= 3, 10.0, publish_sensors)
-    assert all(t.goal_image is None for _, t in stub.calls)
+    seen = len(commands)
+    assert graph.spin_until(lambda: len(commands) >= seen + 5, 10.0, publish_sensors)
+    assert all(c.twist.linear.x == 0.0 and c.twist.angular.z == 0.0 for c in commands[seen + 1:])
+    assert stub.calls == []
     assert node.last_reason == "no path or goal image: commanding zero"
     # without a goal image a silent camera is no warning (a robot without a camera is fine)
     graph.spin_until(lambda: False, 1.3, lambda: odom_pub.publish(odometry_to_msg(

@@ -125,21 +125,10 @@ def test_navkit_run_refuses_a_bad_file_in_one_line_before_writing(fake_run: Path
     assert not out.exists()
 
 
-def test_shipped_files_are_valid_but_for_the_runs_still_to_come(fake_run: Path) -> None:
-    """The shipped scenarios name control/policies/wm_* (dropped in later); everything else in them is valid."""
+def test_shipped_files_name_their_shipped_runs_and_params() -> None:
     for name, env in (("pointmaze.yaml", "pointmaze"), ("warehouse_goal_image.yaml", "warehouse")):
-        path = WM / name
-        doc = yaml.safe_load(path.read_text())
-        assert doc["kind"] == "world_model" and doc["env"] == env
-        run = PACKAGE_ROOT / doc["run"]
-        if run.is_dir():
-            sc = load_world_model_scenario(path)
-        else:
-            with pytest.raises(ScenarioError, match="run: no such run folder"):
-                load_world_model_scenario(path)
-            doc["run"] = str(fake_run)  # the schema only looks for the folder and its checkpoint
-            sc = parse_world_model_scenario(doc, str(path))
-        assert sc.env == env
+        sc = load_world_model_scenario(WM / name)
+        assert sc.env == env and Path(sc.run) == (PACKAGE_ROOT / "control" / "policies" / f"wm_{env}").resolve()
         if env == "warehouse":
             assert sc.warehouse.params == str((WM / "world_model_mpc.params.yaml").resolve())
 
